@@ -1,0 +1,86 @@
+"""Shared fixtures: the generated sample dataset, tiny hand-made datasets, script runner."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPTS = REPO / "scripts"
+
+
+def run_script(name: str, *args, cwd: Path | None = None, env: dict | None = None,
+               check: bool = True) -> subprocess.CompletedProcess:
+    """Run ``scripts/<name>`` in a fresh interpreter, as a user would from a terminal."""
+    full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
+    result = subprocess.run(
+        [sys.executable, str(SCRIPTS / name), *map(str, args)],
+        cwd=cwd or REPO, env=full_env, capture_output=True, text=True,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"{name} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def write_image(path: Path, rgb=(120, 80, 60), size=(40, 30)) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image = np.zeros((size[1], size[0], 3), np.uint8) + np.array(rgb[::-1], np.uint8)
+    cv2.imwrite(str(path), image)
+    return path
+
+
+def make_kaggle_folder(root: Path, rows: list[tuple[str, str, str]], with_images=True) -> Path:
+    """A tiny Kaggle-layout dataset: rows of (lesion_id, image_id, dx)."""
+    root.mkdir(parents=True, exist_ok=True)
+    table = pd.DataFrame(rows, columns=["lesion_id", "image_id", "dx"])
+    table["dx_type"], table["age"], table["sex"], table["localization"] = "histo", 50.0, "male", "back"
+    table.to_csv(root / "HAM10000_metadata.csv", index=False)
+    if with_images:
+        for i, image_id in enumerate(table["image_id"]):
+            folder = "HAM10000_images_part_1" if i % 2 == 0 else "HAM10000_images_part_2"
+            write_image(root / folder / f"{image_id}.jpg")
+    return root
+
+
+def balanced_rows(lesions_per_class: int = 6, images_per_lesion: int = 1) -> list[tuple[str, str, str]]:
+    rows, n = [], 0
+    for dx in ("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"):
+        for lesion in range(lesions_per_class):
+            for _ in range(images_per_lesion):
+                rows.append((f"HAM_{dx}{lesion:03d}", f"ISIC_{n:07d}", dx))
+                n += 1
+    return rows
+
+
+@pytest.fixture(scope="session")
+def sample_dir(tmp_path_factory) -> Path:
+    """The synthetic sample dataset, generated once per test session."""
+    from src.sample_data import make_sample_dataset
+
+    return make_sample_dataset(tmp_path_factory.mktemp("sample") / "sample")
+
+
+def shared_dir(variable: str) -> Path:
+    value = os.environ.get(variable)
+    if not value or not Path(value).is_dir():
+        pytest.skip(f"{variable} is not set to a HAM10000 folder (CI sets it to ../shared/data/...); "
+                    "real-data test skipped")
+    return Path(value)
+
+
+@pytest.fixture(scope="session")
+def ham10000_dir() -> Path:
+    """Real HAM10000 metadata and 200x150 images (8,044 rows), from HAM10000_DIR."""
+    return shared_dir("HAM10000_DIR")
+
+
+@pytest.fixture(scope="session")
+def ham10000_fullsize_dir() -> Path:
+    """Real 600x450 HAM10000 JPEGs (150), from HAM10000_FULLSIZE_DIR."""
+    return shared_dir("HAM10000_FULLSIZE_DIR")
