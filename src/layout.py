@@ -20,3 +20,4 @@ def split_paths(split_dir: Path) -> tuple[Path, Path]:
     """The split table and its JSON summary inside ``split_dir``."""
     split_dir = Path(split_dir)
     return split_dir / SPLIT_FILE, split_dir / SPLIT_SUMMARY_FILE
+CACHE_DIR = OUTPUTS_DIR / "cache"
