@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from typing import Callable
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is first imported
 
 from src.data import DatasetError
 from src.io_utils import OverwriteError
@@ -13,9 +16,19 @@ USER_ERRORS = (DatasetError, OverwriteError, FileNotFoundError, FileExistsError,
                RuntimeError)
 
 
+class HideLegacyH5Notice(logging.Filter):
+    """Keras calls ``.h5`` legacy on every save; it is this project's portable model format."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "HDF5 file via `model.save()`" not in record.getMessage()
+
+
 def run(main: Callable[[list[str] | None], int | None], argv: list[str] | None = None) -> None:
     """Run a script's ``main`` with logging to the console; exit 2 with the message on errors."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s", stream=sys.stderr)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(HideLegacyH5Notice())
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)  # retracing notices and the like
     try:
         code = main(argv)
     except USER_ERRORS as error:

@@ -73,3 +73,20 @@ def malignant_score(probabilities: np.ndarray, task: str) -> np.ndarray:
 def is_malignant(dx_codes) -> np.ndarray:
     """Binary ground truth (1 = malignant) for a sequence of diagnosis codes."""
     return np.array([dx in MALIGNANT for dx in dx_codes], dtype=np.int64)
+
+
+def malignant_of_labels(labels, task: str) -> np.ndarray:
+    """Binary ground truth (1 = malignant) from integer labels of ``task``."""
+    labels = np.asarray(labels)
+    if check_task(task) == "binary":
+        return (labels == 1).astype(np.int64)
+    malignant = [DIAGNOSES.index(dx) for dx in sorted(MALIGNANT)]
+    return np.isin(labels, malignant).astype(np.int64)
+
+
+def one_hot_targets(labels, task: str) -> np.ndarray:
+    """Model targets: a column of 0/1 for binary, one-hot rows for 7 classes."""
+    labels = np.asarray(labels, np.int64)
+    if check_task(task) == "binary":
+        return labels.astype(np.float32)[:, None]
+    return np.eye(len(DIAGNOSES), dtype=np.float32)[labels]

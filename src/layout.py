@@ -5,6 +5,7 @@ later steps find what the earlier ones wrote.
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 DATA_DIR = Path("data")
@@ -21,3 +22,93 @@ def split_paths(split_dir: Path) -> tuple[Path, Path]:
     split_dir = Path(split_dir)
     return split_dir / SPLIT_FILE, split_dir / SPLIT_SUMMARY_FILE
 CACHE_DIR = OUTPUTS_DIR / "cache"
+RUNS_DIR = OUTPUTS_DIR / "runs"
+LATEST_LINK = "latest"
+
+
+class RunLayout:
+    """The files of one training run folder, ``outputs/runs/<time>_<arch>_<task>/``.
+
+    Training writes the models, the configuration, the validation probabilities, logs and
+    plots; tune_threshold, evaluate and infer add their results beside them.
+    """
+
+    def __init__(self, root: Path, architecture: str):
+        self.root = Path(root)
+        self.architecture = architecture
+
+    @property
+    def models_dir(self) -> Path:
+        return self.root / "models"
+
+    @property
+    def best_model(self) -> Path:
+        return self.models_dir / f"{self.architecture}_best.h5"
+
+    @property
+    def final_model(self) -> Path:
+        return self.models_dir / f"{self.architecture}_final.h5"
+
+    @property
+    def config(self) -> Path:
+        return self.root / "training_config.json"
+
+    @property
+    def state(self) -> Path:
+        """Which phases are complete, for --resume."""
+        return self.root / "checkpoints" / "state.json"
+
+    def backup_dir(self, phase: int) -> Path:
+        """Keras BackupAndRestore's folder for a phase (weights, optimizer and epoch)."""
+        return self.root / "checkpoints" / f"phase{phase}_backup"
+
+    def phase_end_weights(self, phase: int) -> Path:
+        return self.root / "checkpoints" / f"phase{phase}_end.weights.h5"
+
+    def phase_log(self, phase: int) -> Path:
+        return self.root / "logs" / f"phase{phase}.csv"
+
+    @property
+    def tensorboard_dir(self) -> Path:
+        return self.root / "logs" / "tensorboard"
+
+    @property
+    def val_probs(self) -> Path:
+        return self.root / "val_probs.npz"
+
+    @property
+    def plots_dir(self) -> Path:
+        return self.root / "plots"
+
+    @property
+    def history_plot(self) -> Path:
+        return self.plots_dir / "training_history.png"
+
+    @property
+    def threshold(self) -> Path:
+        return self.root / "threshold.json"
+
+    @property
+    def test_metrics(self) -> Path:
+        return self.root / "test_metrics.json"
+
+    @property
+    def test_predictions(self) -> Path:
+        return self.root / "test_predictions.csv"
+
+    @property
+    def predictions(self) -> Path:
+        return self.root / "predictions.csv"
+
+
+def open_run(run_dir: Path | None, outputs_dir: Path = OUTPUTS_DIR) -> RunLayout:
+    """The layout of an existing run: ``run_dir``, or the one ``outputs/latest`` points to."""
+    root = Path(run_dir) if run_dir else Path(outputs_dir) / LATEST_LINK
+    config = root / "training_config.json"
+    if not config.is_file():
+        where = f"--run-dir {run_dir}" if run_dir else f"{root} (the latest completed run)"
+        raise FileNotFoundError(
+            f"No training run at {where}: {config} is missing. Train one with "
+            "scripts/03_train.py or pass --run-dir outputs/runs/<run>."
+        )
+    return RunLayout(root.resolve(), json.loads(config.read_text())["architecture"])
