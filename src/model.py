@@ -65,6 +65,27 @@ def simple_cnn_backbone(input_shape: tuple[int, int, int]) -> keras.Model:
     return keras.Model(inputs, x, name=BACKBONE_NAME)
 
 
+def with_standard_layers(backbone: keras.Model) -> keras.Model:
+    """Rebuild ``backbone`` without Keras' unregistered ``CustomScaleLayer``.
+
+    InceptionResNetV2 adds its scaled residuals with that layer (``x0 + x1 * scale``), which
+    plain ``keras.models.load_model`` cannot rebuild from an ``.h5`` file in another program.
+    The same arithmetic with standard ``Rescaling`` and ``Add`` layers loads anywhere; all
+    other layers, and their weights, are reused as they are.
+    """
+    if not any(type(layer).__name__ == "CustomScaleLayer" for layer in backbone.layers):
+        return backbone
+
+    def call(layer, *args, **kwargs):
+        if type(layer).__name__ != "CustomScaleLayer":
+            return layer(*args, **kwargs)
+        shortcut, residual = args[0]
+        scaled = keras.layers.Rescaling(layer.scale, name=f"{layer.name}_scale")(residual)
+        return keras.layers.Add(name=layer.name)([shortcut, scaled])
+
+    return keras.models.clone_model(backbone, clone_function=lambda layer: layer, call_function=call)
+
+
 def make_backbone(spec: Architecture, input_shape: tuple[int, int, int],
                   weights: str | None) -> keras.Model:
     """The feature extractor, with ImageNet or local weights loaded if asked."""
@@ -85,6 +106,7 @@ def make_backbone(spec: Architecture, input_shape: tuple[int, int, int],
             f"'{spec.keras_class} ... notop' weights file (keras.applications) on another machine "
             "and pass it with --weights PATH, or copy it into ~/.keras/models/."
         ) from error
+    backbone = with_standard_layers(backbone)
     backbone.name = BACKBONE_NAME
     return backbone
 

@@ -285,6 +285,10 @@ def build_model(config: TrainConfig, setup: DeviceSetup, phase: int,
     return model
 
 
+def count_weights(variables) -> int:
+    return int(sum(np.prod(variable.shape) for variable in variables))
+
+
 def run_phases(run: layout.RunLayout, config: TrainConfig, setup: DeviceSetup,
                data: TrainingData) -> keras.Model:
     """Train the phases that are not complete yet, recording progress in ``state.json``."""
@@ -294,6 +298,7 @@ def run_phases(run: layout.RunLayout, config: TrainConfig, setup: DeviceSetup,
         model = build_model(config, setup, phase=1)
         state["completed_epochs"] = fit_phase(model, 1, run, config, data, 0, config.epochs1)
         state["phase1_done"] = True
+        state["phase1_trainable_weights"] = count_weights(model.trainable_weights)
         write_json_atomic(run.state, state)
     if not config.skip_phase2 and not state.get("phase2_done"):
         phase1_weights = run.phase_end_weights(1)
@@ -301,6 +306,7 @@ def run_phases(run: layout.RunLayout, config: TrainConfig, setup: DeviceSetup,
         start = state["completed_epochs"]
         state["completed_epochs"] = fit_phase(model, 2, run, config, data, start, start + config.epochs2)
         state["phase2_done"] = True
+        state["phase2_trainable_weights"] = count_weights(model.trainable_weights)
         write_json_atomic(run.state, state)
     if model is None:  # both phases were already complete: reload the last one
         last_phase = 1 if config.skip_phase2 else 2
@@ -336,8 +342,11 @@ def finish_run(run: layout.RunLayout, config: TrainConfig, data: TrainingData,
     history = pd.concat([frame for frame in logs if len(frame)], ignore_index=True)
     best_row = history.loc[history[MONITOR].idxmax()]
     description = read_json(run.config)
+    state = read_json(run.state, "Run state")
     description.update({
         "status": "completed",
+        "trainable_weights": {f"phase{phase}": state[f"phase{phase}_trainable_weights"]
+                              for phase in (1, 2) if f"phase{phase}_trainable_weights" in state},
         "finished": datetime.now().isoformat(timespec="seconds"),
         "training_seconds": round(time.time() - started, 1),
         "epochs_completed": int(len(history)),

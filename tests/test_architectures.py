@@ -1,0 +1,141 @@
+"""Architecture table, in-model preprocessing and portable .h5 models."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+from src.architectures import ARCHITECTURES, get_architecture
+from src.model import SkinLesionCNN, resolve_weights
+from src.preprocessing import apply_preprocessing
+
+
+@pytest.mark.parametrize("alias, name", [
+    ("EfficientNetB3", "efficientnet_b3"), ("efficientnet-b0", "efficientnet_b0"),
+    ("InceptionV3", "inception_v3"), ("ResNet50", "resnet50"), ("InceptionResNetV2", "inception_resnet_v2"),
+    ("DenseNet121", "densenet121"), ("vgg16", "vgg16"), ("SIMPLE_CNN", "simple_cnn"),
+])
+def test_common_spellings_resolve(alias, name):
+    assert get_architecture(alias).name == name
+
+
+def test_unknown_architecture_lists_choices():
+    with pytest.raises(ValueError, match="choose one of: simple_cnn, resnet50"):
+        get_architecture("alexnet")
+
+
+def test_table_rows_are_complete():
+    for spec in ARCHITECTURES.values():
+        assert spec.input_size >= 75 and spec.learning_rate > 0
+        assert spec.fine_tune_learning_rate == pytest.approx(spec.learning_rate / 10)
+        if spec.pretrained:
+            assert hasattr(keras.applications, spec.keras_class)
+            assert hasattr(getattr(keras.applications, spec.keras_module), "preprocess_input")
+
+
+@pytest.mark.parametrize("name", list(ARCHITECTURES))
+def test_in_model_preprocessing_equals_preprocess_input(name):
+    spec = get_architecture(name)
+    images = np.random.default_rng(1).uniform(0, 255, (4, 17, 23, 3)).astype(np.float32)
+    inputs = keras.Input((17, 23, 3))
+    layers_only = keras.Model(inputs, apply_preprocessing(inputs, spec.preprocessing))
+    ours = layers_only.predict(images, verbose=0)
+    if spec.pretrained:
+        reference = getattr(keras.applications, spec.keras_module).preprocess_input(images.copy())
+    else:
+        reference = images / 255.0
+    np.testing.assert_allclose(ours, reference, rtol=1e-5, atol=1e-4)
+    used = {type(layer).__name__ for layer in layers_only.layers}
+    assert "Lambda" not in used
+    if spec.preprocessing == "builtin":  # EfficientNet normalises inside the backbone
+        backbone = getattr(keras.applications, spec.keras_class)(include_top=False, weights=None,
+                                                                 input_shape=(32, 32, 3))
+        assert {"Rescaling", "Normalization"} <= {type(layer).__name__ for layer in backbone.layers[:4]}
+
+
+def randomise_trainable_weights(model: keras.Model, seed: int = 0) -> None:
+    """Untrained heads can give constant outputs; random weights make the comparison bite."""
+    rng = np.random.default_rng(seed)
+    for variable in model.trainable_weights:
+        value = variable.numpy()
+        variable.assign((value + rng.normal(0, 0.05, value.shape)).astype(value.dtype))
+
+
+def outputs_and_features(model: keras.Model, images: np.ndarray) -> dict[str, np.ndarray]:
+    features = keras.Model(model.input, model.get_layer("pool").output)
+    return {"outputs": model.predict(images, verbose=0), "features": features.predict(images, verbose=0)}
+
+
+CHECKER = """
+import sys, numpy as np, keras
+folder, names = sys.argv[1], sys.argv[2:]
+images = np.load(folder + '/images.npy')
+for name in names:
+    model = keras.models.load_model(f'{folder}/{name}.h5')
+    expected = np.load(f'{folder}/{name}.npz')
+    got = {'outputs': model.predict(images, verbose=0),
+           'features': keras.Model(model.input, model.get_layer('pool').output).predict(images, verbose=0)}
+    for key in ('outputs', 'features'):
+        scale = float(np.abs(expected[key]).max()) or 1.0
+        np.testing.assert_allclose(got[key], expected[key], rtol=1e-4, atol=1e-5 * scale,
+                                   err_msg=f'{name} {key}')
+    spread = float(np.ptp(got['features'], axis=0).max()) / (float(np.abs(got['features']).max()) or 1.0)
+    print('ok', name, 'varies' if spread > 1e-3 else 'constant')
+assert 'src' not in sys.modules
+"""
+
+
+@pytest.mark.slow
+def test_h5_models_load_without_src_and_predict_the_same(tmp_path):
+    size = 80
+    images = np.random.default_rng(2).integers(0, 256, (3, size, size, 3)).astype(np.float32)
+    for name in ARCHITECTURES:
+        task = "multiclass" if name in ("simple_cnn", "densenet121") else "binary"
+        model = SkinLesionCNN(name, task, weights="none", img_size=size).build()
+        randomise_trainable_weights(model)
+        model.save(tmp_path / f"{name}.h5")
+        np.savez(tmp_path / f"{name}.npz", **outputs_and_features(model, images))
+        keras.backend.clear_session()
+    np.save(tmp_path / "images.npy", images)
+    result = subprocess.run([sys.executable, "-c", CHECKER, str(tmp_path), *ARCHITECTURES],
+                            capture_output=True, text=True, cwd=tmp_path,
+                            env={"TF_CPP_MIN_LOG_LEVEL": "2", "PATH": "/usr/bin:/bin"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("ok ") == len(ARCHITECTURES)
+    # Pooled features must differ between images, or the comparison would prove little.
+    assert result.stdout.count("varies") == len(ARCHITECTURES), result.stdout
+
+
+def test_weights_argument_is_checked(tmp_path):
+    simple = get_architecture("simple_cnn")
+    assert resolve_weights("none", simple) is None
+    with pytest.raises(ValueError, match="--weights none"):
+        resolve_weights("imagenet", simple)
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        resolve_weights(str(tmp_path / "missing.h5"), get_architecture("resnet50"))
+
+
+def test_imagenet_download_failure_says_what_to_do(monkeypatch):
+    from keras.src.utils import file_utils
+
+    def offline(*args, **kwargs):
+        raise Exception("URL fetch failure on https://storage.googleapis.com/...: None -- [Errno -3]")
+
+    monkeypatch.setattr(file_utils, "get_file", offline)
+    with pytest.raises(RuntimeError, match="--weights none") as error:
+        SkinLesionCNN("mobilenet_v2", weights="imagenet", img_size=64).build()
+    assert "--weights PATH" in str(error.value) and "~/.keras/models" in str(error.value)
+
+
+def test_local_weights_file_is_loaded_into_the_backbone(tmp_path):
+    donor = keras.applications.MobileNetV2(include_top=False, weights=None, input_shape=(64, 64, 3))
+    randomise_trainable_weights(donor, seed=3)
+    donor.save_weights(tmp_path / "mobilenet_v2_notop.weights.h5")
+    model = SkinLesionCNN("mobilenet_v2", weights=str(tmp_path / "mobilenet_v2_notop.weights.h5"),
+                          img_size=64).build()
+    backbone = model.get_layer("backbone")
+    for mine, theirs in zip(backbone.weights, donor.weights):
+        np.testing.assert_array_equal(mine.numpy(), theirs.numpy())
