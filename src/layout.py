@@ -88,13 +88,15 @@ class RunLayout:
     def threshold(self) -> Path:
         return self.root / "threshold.json"
 
-    @property
-    def test_metrics(self) -> Path:
-        return self.root / "test_metrics.json"
+    def test_metrics(self, tag: str = "") -> Path:
+        """``tag`` tells evaluation variants apart (``_lesion``, ``_tta``), so none overwrites another."""
+        return self.root / f"test_metrics{tag}.json"
 
-    @property
-    def test_predictions(self) -> Path:
-        return self.root / "test_predictions.csv"
+    def test_predictions(self, tag: str = "") -> Path:
+        return self.root / f"test_predictions{tag}.csv"
+
+    def test_plot(self, name: str, tag: str = "") -> Path:
+        return self.plots_dir / f"test_{name}{tag}.png"
 
     @property
     def predictions(self) -> Path:

@@ -199,3 +199,10 @@ def compile_model(model: keras.Model, task: str, learning_rate: float,
             keras.metrics.AUC(curve="PR", name="pr_auc", **auc_options),
         ],
     )
+
+
+def load_for_prediction(path: Path) -> keras.Model:
+    """A saved ``.h5`` model for prediction only (no optimizer or metrics to rebuild)."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"Model file {path} not found; was the run completed?")
+    return keras.models.load_model(path, compile=False)

@@ -30,7 +30,7 @@ from src.callbacks import AtomicBestCheckpoint, ValidationReport
 from src.devices import DeviceSetup, configure_devices
 from src.io_utils import atomic_path, read_json, sha256_file, write_json_atomic, write_text_atomic
 from src.labels import check_task, class_names, labels_of, one_hot_targets
-from src.model import SkinLesionCNN, compile_model, unfreeze_top_layers
+from src.model import SkinLesionCNN, compile_model, load_for_prediction, unfreeze_top_layers
 from src.pipeline import Augmentation, SplitImages, load_split_images, make_dataset
 from src.plots import save_figure, training_history_figure
 from src.split import class_weights, read_split
@@ -317,7 +317,7 @@ def run_phases(run: layout.RunLayout, config: TrainConfig, setup: DeviceSetup,
 def save_validation_probabilities(run: layout.RunLayout, config: TrainConfig,
                                   data: TrainingData) -> None:
     """Predict the validation split with the best model and keep labels, scores and ids."""
-    model = keras.models.load_model(run.best_model if run.best_model.is_file() else run.final_model)
+    model = load_for_prediction(run.best_model if run.best_model.is_file() else run.final_model)
     probabilities = model.predict(data.val_dataset, verbose=0)
     if config.task == "binary":
         probabilities = probabilities[:, 0]
