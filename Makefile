@@ -19,8 +19,17 @@ $(VENV)/.installed: setup.py requirements.txt
 $(SAMPLE_DIR)/HAM10000_metadata.csv: | $(VENV)/.installed
 	$(PY) scripts/00_make_sample_data.py --out-dir $(SAMPLE_DIR)
 
+# The whole chain on the sample data with a small CNN trained from scratch (a few minutes on
+# a CPU). Each run adds a new folder under outputs/demo/runs/; outputs/demo/latest points to it.
 demo: install $(SAMPLE_DIR)/HAM10000_metadata.csv
 	$(PY) scripts/02_prepare_split.py --data-dir $(SAMPLE_DIR) --out-dir $(DEMO_OUT)/split
+	$(PY) scripts/03_train.py --split-file $(DEMO_OUT)/split/split.csv --outputs-dir $(DEMO_OUT) \
+		--architecture simple_cnn --weights none --img-size 96 \
+		--epochs1 1 --epochs2 9 --fine-tune-learning-rate 1e-3
+	$(PY) scripts/04_tune_threshold.py --outputs-dir $(DEMO_OUT)
+	$(PY) scripts/05_evaluate.py --outputs-dir $(DEMO_OUT)
+	$(PY) scripts/06_infer.py $(SAMPLE_DIR)/HAM10000_images_part_2 --outputs-dir $(DEMO_OUT)
+	@echo "Done. Results: $(DEMO_OUT)/latest/ (test_metrics.json, predictions.csv, plots/)"
 
 test: install
 	$(PY) -m pytest

@@ -11,22 +11,20 @@ from __future__ import annotations
 import argparse
 import logging
 
-from src import cli, layout
+from src import cli
 from src.threshold import DEFAULT_TARGET, tune_run
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--run-dir", help="training run folder (default: outputs/latest)")
-    parser.add_argument("--outputs-dir", default=str(layout.OUTPUTS_DIR),
-                        help="where 'latest' is looked for (default: %(default)s)")
+    cli.add_run_arguments(parser)
     parser.add_argument("--target-sensitivity", type=float, default=DEFAULT_TARGET,
                         help="sensitivity the threshold must reach (default: %(default)s)")
     parser.add_argument("--force", action="store_true", help="replace an existing threshold.json")
     args = parser.parse_args(argv)
 
-    run = layout.open_run(args.run_dir, args.outputs_dir)
+    run = cli.open_run(args)
     result = tune_run(run, args.target_sensitivity, args.force)
     logging.info("Threshold %.4f: sensitivity %.3f, specificity %.3f on %d validation images -> %s",
                  result["threshold"], result["sensitivity"], result["specificity"],

@@ -12,16 +12,14 @@ from __future__ import annotations
 
 import argparse
 import logging
-from src import cli, layout
+from src import cli
 from src.evaluation import BOOTSTRAP_SAMPLES, evaluate_run
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--run-dir", help="training run folder (default: outputs/latest)")
-    parser.add_argument("--outputs-dir", default=str(layout.OUTPUTS_DIR),
-                        help="where 'latest' is looked for (default: %(default)s)")
+    cli.add_run_arguments(parser)
     parser.add_argument("--tta", action="store_true", help="average predictions over flips")
     parser.add_argument("--lesion-level", action="store_true",
                         help="score lesions by the mean probability of their images")
@@ -31,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--force", action="store_true", help="replace existing results")
     args = parser.parse_args(argv)
 
-    run = layout.open_run(args.run_dir, args.outputs_dir)
+    run = cli.open_run(args)
     result = evaluate_run(run, args.tta, args.lesion_level, args.bootstrap, args.batch_size, args.force)
     auc = result["binary"]["roc_auc"]
     logging.info("Test ROC-AUC %.3f (95%% CI %.3f-%.3f) on %d %ss -> %s", auc["value"], *auc["ci95"],

@@ -12,7 +12,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from src import cli, layout
+from src import cli
 from src.inference import infer
 
 
@@ -20,16 +20,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("input", help="an image file, a folder of images or a CSV with a 'path' column")
-    parser.add_argument("--run-dir", help="training run folder (default: outputs/latest)")
-    parser.add_argument("--outputs-dir", default=str(layout.OUTPUTS_DIR),
-                        help="where 'latest' is looked for (default: %(default)s)")
+    cli.add_run_arguments(parser)
     parser.add_argument("--output", help="CSV to write (default: <run>/predictions.csv)")
     parser.add_argument("--model", choices=["best", "final"], default="best", help="(default: %(default)s)")
     parser.add_argument("--batch-size", type=int, default=64, help="(default: %(default)s)")
     parser.add_argument("--force", action="store_true", help="replace an existing output file")
     args = parser.parse_args(argv)
 
-    run = layout.open_run(args.run_dir, args.outputs_dir)
+    run = cli.open_run(args)
     result = infer(run, Path(args.input), args.output, args.model, args.batch_size, args.force)
     logging.info("Scored %d file(s): %d malignant at threshold %.4f, %d error(s) -> %s",
                  result["images"], result["malignant"], result["threshold"], result["errors"],

@@ -1,6 +1,7 @@
 """What every numbered script shares: logging set-up and turning known errors into messages."""
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import sys
@@ -8,6 +9,7 @@ from typing import Callable
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is first imported
 
+from src import layout
 from src.data import DatasetError
 from src.io_utils import OverwriteError
 
@@ -35,3 +37,14 @@ def run(main: Callable[[list[str] | None], int | None], argv: list[str] | None =
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
     sys.exit(code or 0)
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--run-dir`` and ``--outputs-dir``, for the steps that work on a trained run."""
+    parser.add_argument("--run-dir", help="training run folder (default: <outputs-dir>/latest)")
+    parser.add_argument("--outputs-dir", default=str(layout.OUTPUTS_DIR),
+                        help="where 'latest' is looked for (default: %(default)s)")
+
+
+def open_run(args: argparse.Namespace) -> layout.RunLayout:
+    return layout.open_run(args.run_dir, args.outputs_dir)

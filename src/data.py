@@ -159,13 +159,18 @@ def read_metadata(path: Path) -> pd.DataFrame:
     return table
 
 
+def lesions_with_several(table: pd.DataFrame, column: str) -> list[str]:
+    """Lesion ids whose images disagree on ``column`` (a diagnosis, a split ...)."""
+    values_per_lesion = table.groupby("lesion_id")[column].nunique()
+    return sorted(values_per_lesion[values_per_lesion > 1].index)
+
+
 def check_one_diagnosis_per_lesion(table: pd.DataFrame, source: str) -> None:
     """A lesion is one diagnosis; two would make a stratified lesion-level split ambiguous."""
-    diagnoses_per_lesion = table.groupby("lesion_id")["dx"].nunique()
-    conflicting = diagnoses_per_lesion[diagnoses_per_lesion > 1].index
-    if len(conflicting):
+    conflicting = lesions_with_several(table, "dx")
+    if conflicting:
         raise DatasetError(
-            f"{source}: lesion(s) {list_some(sorted(conflicting))} have images with different dx "
+            f"{source}: lesion(s) {list_some(conflicting)} have images with different dx "
             "codes; every image of a lesion must carry the lesion's diagnosis."
         )
 

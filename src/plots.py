@@ -4,6 +4,7 @@ Each function returns a matplotlib Figure; :func:`save_figure` writes it atomica
 """
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import matplotlib
@@ -24,8 +25,6 @@ def save_figure(figure: plt.Figure, path: Path) -> None:
 
 
 def figure_to_png(figure: plt.Figure) -> bytes:
-    import io
-
     buffer = io.BytesIO()
     figure.savefig(buffer, dpi=90, bbox_inches="tight", format="png")
     plt.close(figure)

@@ -14,7 +14,7 @@ import pandas as pd
 from sklearn.model_selection import train_test_split
 from sklearn.utils.class_weight import compute_class_weight
 
-from src.data import Dataset, DatasetError, list_some
+from src.data import Dataset, DatasetError, lesions_with_several, list_some
 from src.labels import DIAGNOSES, class_names, is_malignant, labels_of
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
@@ -121,11 +121,10 @@ def split_dataset(
 
 def check_split(table: pd.DataFrame) -> None:
     """No lesion in two splits; every diagnosis present in every split."""
-    splits_per_lesion = table.groupby("lesion_id")["split"].nunique()
-    shared = splits_per_lesion[splits_per_lesion > 1].index
-    if len(shared):
+    shared = lesions_with_several(table, "split")
+    if shared:
         raise DatasetError(
-            f"Lesion(s) {list_some(sorted(shared))} have images in more than one split folder; "
+            f"Lesion(s) {list_some(shared)} have images in more than one split folder; "
             "move all images of a lesion into one of train/, val/, test/."
         )
     for name in SPLITS:
