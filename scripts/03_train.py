@@ -15,7 +15,7 @@ import argparse
 import json
 from pathlib import Path
 
-from src import cli, layout
+from src import cli
 from src.architectures import ARCHITECTURES
 from src.devices import PRECISIONS
 from src.labels import TASKS

@@ -1,8 +1,6 @@
 """Kaggle download: credential check, fake client at the API boundary, safe extraction."""
 from __future__ import annotations
 
-import io
-import os
 import stat
 import zipfile
 from pathlib import Path

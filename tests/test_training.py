@@ -221,3 +221,28 @@ def test_mixed_precision_model_keeps_float32_preprocessing_and_output():
         assert model.get_layer("backbone").layers[2].compute_dtype == "float16"
     finally:
         keras.mixed_precision.set_global_policy("float32")
+
+
+MULTI_WORKER = """
+import json, os, socket
+with socket.socket() as probe:
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+os.environ["TF_CONFIG"] = json.dumps({"cluster": {"worker": [f"127.0.0.1:{port}"]},
+                                      "task": {"type": "worker", "index": 0}})
+from src.devices import configure_devices
+import tensorflow as tf
+setup = configure_devices("float32")
+described = setup.describe()
+described["is_multi_worker"] = isinstance(setup.strategy, tf.distribute.MultiWorkerMirroredStrategy)
+print(json.dumps(described))
+"""
+
+
+def test_tf_config_selects_multi_worker_strategy():
+    result = subprocess.run([sys.executable, "-c", MULTI_WORKER], cwd=REPO, capture_output=True, text=True,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    described = json.loads(result.stdout.strip().splitlines()[-1])
+    assert described["is_multi_worker"] and described["replicas"] == 1
+    assert described["tf_config"]["task"] == {"type": "worker", "index": 0}
