@@ -36,22 +36,22 @@ CALIBRATION_BINS = 15
 FLIPS = ("none", "horizontal", "vertical", "both")
 
 
+def flipped(batches: tf.data.Dataset, flip: str) -> tf.data.Dataset:
+    """``batches`` mirrored left-right, top-bottom, both or not at all."""
+    if flip in ("horizontal", "both"):
+        batches = batches.map(tf.image.flip_left_right)
+    if flip in ("vertical", "both"):
+        batches = batches.map(tf.image.flip_up_down)
+    return batches
+
+
 def predict_images(model: keras.Model, images: SplitImages, batch_size: int,
                    tta: bool = False) -> np.ndarray:
     """Model outputs for a split's images, in table order; with ``tta`` the mean over flips."""
     dataset = make_dataset(images, np.zeros((len(images.rows), 1)), batch_size, training=False)
     batches = dataset.map(lambda pixels, _targets: pixels)
     flips = FLIPS if tta else FLIPS[:1]
-    outputs = []
-    for flip in flips:
-        if flip in ("horizontal", "both"):
-            batches_flipped = batches.map(tf.image.flip_left_right)
-        else:
-            batches_flipped = batches
-        if flip in ("vertical", "both"):
-            batches_flipped = batches_flipped.map(tf.image.flip_up_down)
-        outputs.append(model.predict(batches_flipped, verbose=0))
-    return np.mean(outputs, axis=0)
+    return np.mean([model.predict(flipped(batches, flip), verbose=0) for flip in flips], axis=0)
 
 
 def aggregate_lesions(table: pd.DataFrame, probabilities: np.ndarray) -> tuple[pd.DataFrame, np.ndarray]:
