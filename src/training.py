@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import platform
+import shutil
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -246,7 +247,9 @@ def fit_phase(model: keras.Model, phase: int, run: layout.RunLayout, config: Tra
                                       restore_best_weights=True, verbose=1),
         keras.callbacks.CSVLogger(str(run.phase_log(phase)), append=True),
         # After the CSV row: a run killed in between repeats the epoch and trim_log drops the row.
-        keras.callbacks.BackupAndRestore(str(backup_dir), double_checkpoint=True),
+        # The backup outlives fit() and is removed once state.json records the phase as done.
+        keras.callbacks.BackupAndRestore(str(backup_dir), double_checkpoint=True,
+                                         delete_checkpoint=False),
         keras.callbacks.TensorBoard(log_dir=str(run.tensorboard_dir), write_graph=False),
     ]
     run.phase_log(phase).parent.mkdir(parents=True, exist_ok=True)
@@ -285,6 +288,14 @@ def build_model(config: TrainConfig, setup: DeviceSetup, phase: int,
     return model
 
 
+def complete_phase(run: layout.RunLayout, state: dict, phase: int, model: keras.Model) -> None:
+    """Record a finished phase, then drop its resume backup (no longer needed)."""
+    state[f"phase{phase}_done"] = True
+    state[f"phase{phase}_trainable_weights"] = count_weights(model.trainable_weights)
+    write_json_atomic(run.state, state)
+    shutil.rmtree(run.backup_dir(phase), ignore_errors=True)
+
+
 def count_weights(variables) -> int:
     return int(sum(np.prod(variable.shape) for variable in variables))
 
@@ -297,17 +308,13 @@ def run_phases(run: layout.RunLayout, config: TrainConfig, setup: DeviceSetup,
     if not config.skip_phase1 and not state.get("phase1_done"):
         model = build_model(config, setup, phase=1)
         state["completed_epochs"] = fit_phase(model, 1, run, config, data, 0, config.epochs1)
-        state["phase1_done"] = True
-        state["phase1_trainable_weights"] = count_weights(model.trainable_weights)
-        write_json_atomic(run.state, state)
+        complete_phase(run, state, 1, model)
     if not config.skip_phase2 and not state.get("phase2_done"):
         phase1_weights = run.phase_end_weights(1)
         model = build_model(config, setup, 2, phase1_weights if phase1_weights.is_file() else None)
         start = state["completed_epochs"]
         state["completed_epochs"] = fit_phase(model, 2, run, config, data, start, start + config.epochs2)
-        state["phase2_done"] = True
-        state["phase2_trainable_weights"] = count_weights(model.trainable_weights)
-        write_json_atomic(run.state, state)
+        complete_phase(run, state, 2, model)
     if model is None:  # both phases were already complete: reload the last one
         last_phase = 1 if config.skip_phase2 else 2
         model = build_model(config, setup, last_phase, run.phase_end_weights(last_phase))
