@@ -18,20 +18,12 @@ import numpy as np
 import tensorflow as tf
 from sklearn.metrics import confusion_matrix
 
+from src.evaluation import rates_at
 from src.io_utils import atomic_path
 from src.labels import class_names, malignant_of_labels, malignant_score
 from src.plots import confusion_matrix_figure, figure_to_png
 
 log = logging.getLogger(__name__)
-
-
-def screening_rates(malignant: np.ndarray, score: np.ndarray, threshold: float = 0.5):
-    """Binary confusion matrix, sensitivity and specificity of ``score >= threshold``."""
-    matrix = confusion_matrix(malignant, (score >= threshold).astype(int), labels=[0, 1])
-    (tn, fp), (fn, tp) = matrix
-    sensitivity = tp / (tp + fn) if tp + fn else float("nan")
-    specificity = tn / (tn + fp) if tn + fp else float("nan")
-    return matrix, float(sensitivity), float(specificity)
 
 
 class ValidationReport(keras.callbacks.Callback):
@@ -49,7 +41,9 @@ class ValidationReport(keras.callbacks.Callback):
         probabilities = self.model.predict(self.dataset, verbose=0)
         score = malignant_score(probabilities, self.task)
         malignant = malignant_of_labels(self.labels, self.task)
-        binary_matrix, sensitivity, specificity = screening_rates(malignant, score)
+        rates = rates_at(malignant, score, 0.5)
+        sensitivity, specificity = rates["sensitivity"], rates["specificity"]
+        binary_matrix = confusion_matrix(malignant, (score >= 0.5).astype(int), labels=[0, 1])
         if logs is not None:
             logs["val_sensitivity"] = sensitivity
             logs["val_specificity"] = specificity

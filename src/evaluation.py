@@ -28,6 +28,7 @@ from src.model import load_for_prediction
 from src.pipeline import SplitImages, load_split_images, make_dataset
 from src.plots import confusion_matrix_figure, reliability_figure, roc_figure, save_figure
 from src.split import read_split
+from src.threshold import tuned_threshold
 
 log = logging.getLogger(__name__)
 
@@ -214,12 +215,8 @@ def evaluate_run(run: RunLayout, tta: bool = False, lesion_level: bool = False,
         refuse_overwrite(path, force, "Evaluation result")
     description = read_json(run.config, "Training config")
     task, settings = description["task"], description["settings"]
-    thresholds = {"0.5": 0.5}
-    if run.threshold.is_file():
-        thresholds = {"tuned": float(read_json(run.threshold)["threshold"]), **thresholds}
-    else:
-        log.warning("No %s: reporting at 0.5 only. Run scripts/04_tune_threshold.py first "
-                    "for the tuned operating point.", run.threshold)
+    tuned = tuned_threshold(run)
+    thresholds = {"0.5": 0.5} if tuned is None else {"tuned": tuned, "0.5": 0.5}
 
     size = (settings["img_size"], settings["img_size"])
     split_file = description["split_file"]

@@ -23,6 +23,7 @@ from src.io_utils import atomic_path, read_json, refuse_overwrite
 from src.labels import class_names, malignant_score
 from src.layout import RunLayout
 from src.model import load_for_prediction
+from src.threshold import tuned_threshold
 
 log = logging.getLogger(__name__)
 
@@ -108,15 +109,6 @@ def write_predictions(rows: Iterator[dict], path: Path, task: str) -> dict[str, 
     return counts
 
 
-def run_threshold(run: RunLayout) -> float:
-    """The run's tuned threshold, or 0.5 with a warning when it has not been tuned."""
-    if run.threshold.is_file():
-        return float(read_json(run.threshold)["threshold"])
-    log.warning("No %s: labelling at threshold 0.5. Run scripts/04_tune_threshold.py for the "
-                "tuned operating point.", run.threshold)
-    return 0.5
-
-
 def infer(run: RunLayout, source: Path, output: Path | None = None, model_choice: str = "best",
           batch_size: int = 64, force: bool = False) -> dict:
     """Score the images named by ``source`` with a run's model; returns counts and settings."""
@@ -124,7 +116,8 @@ def infer(run: RunLayout, source: Path, output: Path | None = None, model_choice
     refuse_overwrite(output, force, "Predictions file")
     paths = list_inputs(Path(source))
     task = read_json(run.config, "Training config")["task"]
-    threshold = run_threshold(run)
+    tuned = tuned_threshold(run)
+    threshold = 0.5 if tuned is None else tuned
     model = load_for_prediction(run.best_model if model_choice == "best" else run.final_model)
     counts = write_predictions(predict_paths(model, paths, task, threshold, batch_size), output, task)
     return {**counts, "threshold": threshold, "output": str(output)}

@@ -5,8 +5,9 @@ later steps find what the earlier ones wrote.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
+
+from src.io_utils import read_json
 
 DATA_DIR = Path("data")
 HAM10000_DIR = DATA_DIR / "HAM10000"
@@ -113,4 +114,4 @@ def open_run(run_dir: Path | None, outputs_dir: Path = OUTPUTS_DIR) -> RunLayout
             f"No training run at {where}: {config} is missing. Train one with "
             "scripts/03_train.py or pass --run-dir outputs/runs/<run>."
         )
-    return RunLayout(root.resolve(), json.loads(config.read_text())["architecture"])
+    return RunLayout(root.resolve(), read_json(config, "Training config")["architecture"])

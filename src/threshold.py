@@ -8,6 +8,7 @@ evaluation.
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -16,10 +17,12 @@ import pandas as pd
 
 from sklearn.metrics import roc_auc_score, roc_curve
 
-from src.io_utils import refuse_overwrite, write_json_atomic
+from src.io_utils import read_json, refuse_overwrite, write_json_atomic
 from src.labels import MALIGNANT, malignant_of_labels, malignant_score
 from src.layout import RunLayout
 from src.plots import roc_figure, save_figure, threshold_figure
+
+log = logging.getLogger(__name__)
 
 TARGET_SENSITIVITIES = (0.80, 0.85, 0.90, 0.95)
 DEFAULT_TARGET = 0.90
@@ -137,6 +140,15 @@ def tune_threshold(scores: np.ndarray, truth: np.ndarray, target: float = DEFAUL
     points["youden_j"] = youden_point(table).as_dict()
     return {"target_sensitivity": target, **chosen.as_dict(), "operating_points": points,
             "thresholds_swept": int(len(table))}
+
+
+def tuned_threshold(run: RunLayout) -> float | None:
+    """The run's tuned threshold, or None (with a warning) when it has not been tuned."""
+    if run.threshold.is_file():
+        return float(read_json(run.threshold, "Threshold file")["threshold"])
+    log.warning("No %s: labelling at threshold 0.5. Run scripts/04_tune_threshold.py for the "
+                "tuned operating point.", run.threshold)
+    return None
 
 
 def tune_run(run: RunLayout, target: float = DEFAULT_TARGET, force: bool = False) -> dict:
