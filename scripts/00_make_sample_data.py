@@ -2,21 +2,24 @@
 """Write the small synthetic sample dataset (Kaggle HAM10000 layout) used by the README demo."""
 from __future__ import annotations
 
-import argparse
 import logging
 
 from src import cli, layout
-from src.data import load_dataset
-from src.sample_data import make_sample_dataset
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
+def build_parser():
+    parser = cli.parser(__doc__)
     parser.add_argument("--out-dir", default=str(layout.SAMPLE_DIR),
                         help="folder to create (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     parser.add_argument("--force", action="store_true", help="rebuild the folder if it exists")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(args) -> int:
+    from src.data.dataset import load_dataset
+    from src.data.sample import make_sample_dataset
+
     out_dir = make_sample_dataset(args.out_dir, seed=args.seed, force=args.force)
     table = load_dataset(out_dir).table
     logging.info("Wrote %d images of %d lesions to %s", len(table), table["lesion_id"].nunique(), out_dir)
@@ -24,4 +27,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    cli.run(main)
+    cli.run(build_parser, main, tensorflow=False)

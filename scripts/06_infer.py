@@ -1,34 +1,55 @@
 #!/usr/bin/env python
-"""Score new images with a trained run: one image, a folder, or a CSV list of paths.
+"""Score new images with a trained model: one image, a folder (with its subfolders), or a CSV
+list of paths.
 
-Writes a CSV (default <run>/predictions.csv) with one row per file: the path, the malignant
-score (for 7-class models also the seven class probabilities and the top class), the label at
-the run's tuned threshold (threshold.json; 0.5 with a warning if there is none) and an error
-message for files that cannot be read. Images stream in batches with a progress bar.
+Writes a CSV (default <run>/predictions.csv) with one row per file: the path, the calibrated
+malignant score (for 7-class models also the seven class probabilities and the top class), the
+label at the tuned threshold (threshold.json; 0.5 with a warning if there is none) and an error
+message for files that cannot be read. The model is a run's best model (--run-dir, default
+outputs/latest) or a copied .h5 file (--model-file; threshold.json and calibration.json are
+used if they lie beside it). Models with a metadata input take age, sex and localization from
+the CSV's columns or from --metadata FILE (joined on image_id = the file name's stem).
 """
 from __future__ import annotations
 
-import argparse
 import logging
 from pathlib import Path
 
 from src import cli
-from src.inference import infer
+from src.defaults import PREDICTION_BATCH
+from src.io_utils import refuse_overwrite
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser():
+    parser = cli.parser(__doc__)
     parser.add_argument("input", help="an image file, a folder of images or a CSV with a 'path' column")
     cli.add_run_arguments(parser)
-    parser.add_argument("--output", help="CSV to write (default: <run>/predictions.csv)")
-    parser.add_argument("--model", choices=["best", "final"], default="best", help="(default: %(default)s)")
-    parser.add_argument("--batch-size", type=int, default=64, help="(default: %(default)s)")
+    parser.add_argument("--model-file", metavar="H5",
+                        help="score with this .h5 model file instead of a run's best model")
+    parser.add_argument("--metadata", metavar="CSV",
+                        help="HAM10000-style metadata (image_id, age, sex, localization) for models "
+                             "that use it")
+    parser.add_argument("--output", metavar="CSV",
+                        help="CSV to write (default: <run>/predictions.csv, or predictions.csv "
+                             "beside --model-file)")
+    parser.add_argument("--batch-size", type=cli.positive_int, default=PREDICTION_BATCH,
+                        help="images decoded and scored at a time (default: %(default)s)")
     parser.add_argument("--force", action="store_true", help="replace an existing output file")
-    args = parser.parse_args(argv)
+    return parser
 
-    run = cli.open_run(args)
-    result = infer(run, Path(args.input), args.output, args.model, args.batch_size, args.force)
+
+def main(args) -> int:
+    from src.evaluation.inference import infer
+    from src.evaluation.predictor import load_predictor
+
+    run = None if args.model_file else cli.open_run(args)
+    default_output = Path(args.model_file).with_name("predictions.csv") if args.model_file else run.predictions
+    output = Path(args.output) if args.output else default_output
+    refuse_overwrite(output, args.force, "Predictions file")
+    predictor = load_predictor(run, args.model_file and Path(args.model_file))
+    logging.info("Model %s", predictor.describe())
+    result = infer(predictor, Path(args.input), output, args.batch_size,
+                   args.metadata and Path(args.metadata))
     logging.info("Scored %d file(s): %d malignant at threshold %.4f, %d error(s) -> %s",
                  result["images"], result["malignant"], result["threshold"], result["errors"],
                  result["output"])
@@ -36,4 +57,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    cli.run(main)
+    cli.run(build_parser, main)

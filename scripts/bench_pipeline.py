@@ -7,16 +7,10 @@ built in a temporary folder, so nothing under outputs/ is touched.
 """
 from __future__ import annotations
 
-import argparse
 import tempfile
 import time
 
-import numpy as np
-
 from src import cli
-from src.data import load_dataset
-from src.images import decode_files
-from src.pipeline import Augmentation, load_split_images, make_dataset
 
 
 def images_per_second(dataset, epochs: int) -> float:
@@ -29,15 +23,23 @@ def images_per_second(dataset, epochs: int) -> float:
     return count / (time.perf_counter() - start)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
+def build_parser():
+    parser = cli.parser(__doc__)
     parser.add_argument("--data-dir", required=True, help="HAM10000 folder (Kaggle layout)")
-    parser.add_argument("--img-size", type=int, default=224, help="square size (default: %(default)s)")
-    parser.add_argument("--batch-size", type=int, default=64, help="(default: %(default)s)")
-    parser.add_argument("--epochs", type=int, default=10, help="warm passes to time (default: %(default)s)")
-    parser.add_argument("--repeats", type=int, default=3,
+    parser.add_argument("--img-size", type=cli.positive_int, default=224, help="square size (default: %(default)s)")
+    parser.add_argument("--batch-size", type=cli.positive_int, default=64, help="images per batch (default: %(default)s)")
+    parser.add_argument("--epochs", type=cli.positive_int, default=10, help="warm passes to time (default: %(default)s)")
+    parser.add_argument("--repeats", type=cli.positive_int, default=3,
                         help="measure each mode this many times; the median is printed (default: %(default)s)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(args) -> int:
+    import numpy as np
+
+    from src.data.dataset import load_dataset
+    from src.data.images import decode_files
+    from src.data.pipeline import Augmentation, load_split_images, make_dataset
 
     table = load_dataset(args.data_dir).table.assign(split="train")
     size = (args.img_size, args.img_size)
@@ -66,4 +68,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    cli.run(main)
+    cli.run(build_parser, main)

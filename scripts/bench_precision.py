@@ -7,25 +7,27 @@ that only the model's arithmetic is timed.
 """
 from __future__ import annotations
 
-import argparse
 import time
 
-import keras
-import numpy as np
-
 from src import cli
-from src.model import SkinLesionCNN, compile_model
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--architecture", default="resnet50", help="(default: %(default)s)")
-    parser.add_argument("--img-size", type=int, default=128, help="(default: %(default)s)")
-    parser.add_argument("--batch-size", type=int, default=32, help="(default: %(default)s)")
-    parser.add_argument("--steps", type=int, default=10, help="timed steps (default: %(default)s)")
+def build_parser():
+    parser = cli.parser(__doc__)
+    parser.add_argument("--architecture", default="resnet50", help="model to time (default: %(default)s)")
+    parser.add_argument("--img-size", type=cli.positive_int, default=128, help="input size (default: %(default)s)")
+    parser.add_argument("--batch-size", type=cli.positive_int, default=32, help="images per step (default: %(default)s)")
+    parser.add_argument("--steps", type=cli.positive_int, default=10, help="timed steps (default: %(default)s)")
     parser.add_argument("--precision", nargs="+", default=["float32", "mixed_bfloat16"],
                         help="Keras dtype policies to compare (default: %(default)s)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(args) -> int:
+    import keras
+    import numpy as np
+
+    from src.models.factory import SkinLesionCNN, compile_model
 
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (args.batch_size, args.img_size, args.img_size, 3)).astype(np.float32)
@@ -48,4 +50,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    cli.run(main)
+    cli.run(build_parser, main)

@@ -1,7 +1,9 @@
-"""Small file helpers shared by every step: atomic writes, hashing, overwrite protection.
+"""Small file helpers shared by every step: atomic writes, staging folders, JSON, hashing.
 
 Every result is written to a temporary name beside its destination and renamed into place,
-so an interrupted step never leaves a partial file behind.
+so an interrupted step never leaves a partial file behind. ``tempfile`` creates private files
+(0600) and folders (0700); they are given the mode the process's umask asks for before they
+are renamed, so colleagues on a shared server can read the results as with any other file.
 """
 from __future__ import annotations
 
@@ -9,13 +11,23 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
+from src.errors import ConfigError, MissingFileError, OverwriteError
 
-class OverwriteError(FileExistsError):
-    """Raised instead of replacing an earlier result that the user did not ask to replace."""
+
+def current_umask() -> int:
+    """The process's umask (reading it means setting it, so it is set straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+#: Read once: the umask does not change while a script runs.
+UMASK = current_umask()
 
 
 def refuse_overwrite(path: Path, force: bool, what: str = "file") -> None:
@@ -40,6 +52,7 @@ def atomic_path(destination: Path, suffix: str | None = None) -> Iterator[Path]:
         prefix=f".{destination.name}.", suffix=suffix or "".join(destination.suffixes[-1:]),
         dir=destination.parent,
     )
+    os.fchmod(fd, 0o666 & ~UMASK)
     os.close(fd)
     tmp_path = Path(tmp_name)
     try:
@@ -48,6 +61,30 @@ def atomic_path(destination: Path, suffix: str | None = None) -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+@contextlib.contextmanager
+def staging_dir(destination: Path, replace: bool = False) -> Iterator[Path]:
+    """Yield an empty folder beside ``destination``; it becomes ``destination`` on success.
+
+    On failure the folder and everything in it is removed, so a half-built dataset is never
+    left where a later step would find it. With ``replace`` an existing ``destination`` is
+    removed once the new one is complete.
+    """
+    destination = Path(destination)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", dir=destination.parent))
+    staging.chmod(0o777 & ~UMASK)
+    try:
+        yield staging
+        if replace and destination.exists():
+            old = staging.with_name(staging.name + ".old")
+            destination.rename(old)
+            shutil.rmtree(old)
+        staging.rename(destination)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
 
 
 def write_text_atomic(path: Path, text: str) -> None:
@@ -62,14 +99,14 @@ def write_json_atomic(path: Path, data: Any) -> None:
 
 
 def read_json(path: Path, what: str = "file") -> Any:
-    """Read a JSON file with an error that names it and says what produces it."""
+    """Read a JSON file with an error that names it."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{what} {path} not found.")
+        raise MissingFileError(f"{what} {path} not found.")
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as error:
-        raise ValueError(f"{what} {path} is not valid JSON: {error}") from error
+        raise ConfigError(f"{what} {path} is not valid JSON: {error}") from error
 
 
 def sha256_file(path: Path, chunk_size: int = 1 << 20) -> str:

@@ -61,7 +61,7 @@ def balanced_rows(lesions_per_class: int = 6, images_per_lesion: int = 1) -> lis
 @pytest.fixture(scope="session")
 def sample_dir(tmp_path_factory) -> Path:
     """The synthetic sample dataset, generated once per test session."""
-    from src.sample_data import make_sample_dataset
+    from src.data.sample import make_sample_dataset
 
     return make_sample_dataset(tmp_path_factory.mktemp("sample") / "sample")
 

@@ -8,9 +8,12 @@ import keras
 import numpy as np
 import pytest
 
-from src.architectures import ARCHITECTURES, get_architecture
-from src.model import SkinLesionCNN, resolve_weights
-from src.preprocessing import apply_preprocessing
+from src.errors import ConfigError, UserError
+from src.models.architectures import ARCHITECTURES, get_architecture, resolve_defaults
+from src.models.backbones import resolve_weights
+from src.models.factory import SkinLesionCNN
+from src.models.saved import save_model
+from src.models.preprocessing import apply_preprocessing
 
 
 @pytest.mark.parametrize("alias, name", [
@@ -23,17 +26,39 @@ def test_common_spellings_resolve(alias, name):
 
 
 def test_unknown_architecture_lists_choices():
-    with pytest.raises(ValueError, match="choose one of: simple_cnn, resnet50"):
+    with pytest.raises(ConfigError, match="choose one of: simple_cnn, resnet50"):
         get_architecture("alexnet")
 
 
-def test_table_rows_are_complete():
-    for spec in ARCHITECTURES.values():
-        assert spec.input_size >= 75 and spec.learning_rate > 0
-        assert spec.fine_tune_learning_rate == pytest.approx(spec.learning_rate / 10)
-        if spec.pretrained:
-            assert hasattr(keras.applications, spec.keras_class)
-            assert hasattr(getattr(keras.applications, spec.keras_module), "preprocess_input")
+class NativeSize(Exception):
+    pass
+
+
+@pytest.mark.parametrize("name", [name for name, spec in ARCHITECTURES.items() if spec.pretrained])
+def test_native_input_size_is_the_one_keras_trained_the_weights_at(name, monkeypatch):
+    """The table's size must be Keras' default size for the backbone (its ImageNet size)."""
+    from keras.src.applications import imagenet_utils
+
+    def capture(input_shape, default_size, *args, **kwargs):
+        raise NativeSize(default_size)
+
+    monkeypatch.setattr(imagenet_utils, "obtain_input_shape", capture)
+    spec = get_architecture(name)
+    with pytest.raises(NativeSize) as size:
+        getattr(keras.applications, spec.keras_class)(weights=None)
+    assert spec.input_size == size.value.args[0]
+    assert hasattr(getattr(keras.applications, spec.keras_module), "preprocess_input")
+
+
+def test_defaults_are_resolved_in_one_place():
+    spec = get_architecture("resnet50")
+    assert resolve_defaults(spec) == {"img_size": 224, "learning_rate": 1e-3,
+                                      "fine_tune_learning_rate": pytest.approx(1e-4),
+                                      "unfreeze_layers": 30}
+    custom = resolve_defaults(spec, img_size=96, learning_rate=3e-3, unfreeze_layers=0)
+    assert custom["fine_tune_learning_rate"] == pytest.approx(3e-4) and custom["unfreeze_layers"] == 0
+    assert resolve_defaults(spec, fine_tune_learning_rate=5e-5)["fine_tune_learning_rate"] == 5e-5
+    assert SkinLesionCNN("resnet50", weights="none").input_size == 224
 
 
 @pytest.mark.parametrize("name", list(ARCHITECTURES))
@@ -95,8 +120,10 @@ def test_h5_models_load_without_src_and_predict_the_same(tmp_path):
     for name in ARCHITECTURES:
         task = "multiclass" if name in ("simple_cnn", "densenet121") else "binary"
         model = SkinLesionCNN(name, task, weights="none", img_size=size).build()
+        spec = get_architecture(name)
+        assert spec.unfreeze_layers < len(model.get_layer("backbone").layers), name
         randomise_trainable_weights(model)
-        model.save(tmp_path / f"{name}.h5")
+        save_model(model, tmp_path / f"{name}.h5", {"task": task})  # our attribute must not hurt
         np.savez(tmp_path / f"{name}.npz", **outputs_and_features(model, images))
         keras.backend.clear_session()
     np.save(tmp_path / "images.npy", images)
@@ -125,7 +152,7 @@ def test_imagenet_download_failure_says_what_to_do(monkeypatch):
         raise Exception("URL fetch failure on https://storage.googleapis.com/...: None -- [Errno -3]")
 
     monkeypatch.setattr(file_utils, "get_file", offline)
-    with pytest.raises(RuntimeError, match="--weights none") as error:
+    with pytest.raises(UserError, match="--weights none") as error:
         SkinLesionCNN("mobilenet_v2", weights="imagenet", img_size=64).build()
     assert "--weights PATH" in str(error.value) and "~/.keras/models" in str(error.value)
 

@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 from sklearn import metrics
 
+from src.models.calibration import Calibration
 from tests.conftest import REPO, SCRIPTS, run_script
 
 pytestmark = pytest.mark.slow
@@ -26,7 +27,7 @@ def chain(sample_dir, tmp_path_factory):
     run_script("02_prepare_split.py", "--data-dir", sample_dir, "--out-dir", outputs / "split")
     run_script("03_train.py", "--split-file", outputs / "split/split.csv", "--outputs-dir", outputs,
                "--architecture", "simple_cnn", "--weights", "none", "--img-size", 64,
-               "--epochs1", 1, "--epochs2", 4, "--fine-tune-learning-rate", "1e-3")
+               "--skip-phase1", "--epochs2", 5, "--fine-tune-learning-rate", "1e-3")
     return outputs, (outputs / "latest").resolve(), outputs / "split/split.csv"
 
 
@@ -65,7 +66,9 @@ def test_tune_threshold_reads_validation_only(chain, tmp_path):
     assert set(threshold["operating_points"]) == {"sensitivity_0.80", "sensitivity_0.85",
                                                   "sensitivity_0.90", "sensitivity_0.95", "youden_j"}
     saved = np.load(run / "val_probs.npz")
-    truth, scores = saved["labels"], saved["probabilities"]
+    truth = saved["labels"]
+    scores = Calibration.from_file(run / "calibration.json").apply(saved["probabilities"])
+    assert threshold["calibration"] == "platt" and not np.allclose(scores, saved["probabilities"])
     predicted = scores >= threshold["threshold"]
     assert threshold["sensitivity"] == pytest.approx(predicted[truth == 1].mean())
     assert threshold["specificity"] == pytest.approx((~predicted[truth == 0]).mean())
@@ -101,9 +104,13 @@ def test_evaluate_writes_metrics_consistent_with_its_predictions(evaluated):
     for key in ("roc_auc", "pr_auc", "sensitivity@tuned", "specificity@0.5", "npv@tuned", "balanced_accuracy@0.5"):
         low, high = binary[key]["ci95"]
         assert low <= binary[key]["value"] <= high, key
-    assert result["level"] == "image" and result["bootstrap_samples"] == 300
-    assert 0 <= result["calibration"]["malignant_score_ece"] <= 1
-    for plot in ("test_roc.png", "test_confusion_matrix.png", "test_reliability.png"):
+    assert result["level"] == "image" and result["bootstrap_samples"] == 300 and result["img_size"] == 64
+    calibrated, raw = result["calibration"]["calibrated"], result["calibration"]["uncalibrated"]
+    assert 0 <= calibrated["malignant_score_ece"] <= 1 and 0 <= raw["malignant_score_brier"] <= 1
+    assert calibrated["malignant_score_brier"] == pytest.approx(
+        ((predictions["malignant_score"] - truth) ** 2).mean())
+    for plot in ("test_roc.png", "test_precision_recall.png", "test_confusion_matrix.png",
+                 "test_reliability.png", "test_score_histogram.png"):
         assert (run / "plots" / plot).stat().st_size > 0
 
 
@@ -117,30 +124,45 @@ def test_lesion_level_tta_variant_is_written_beside_the_default(evaluated):
     assert (run / "test_metrics.json").read_bytes() == before
 
 
+def test_evaluate_without_bootstrap_reports_values_only(evaluated, tmp_path):
+    outputs, run, _ = evaluated
+    result = run_script("05_evaluate.py", "--outputs-dir", outputs, "--bootstrap", 0, "--tta")
+    assert "Test ROC-AUC" in result.stderr and "CI" not in result.stderr
+    metrics_file = json.loads((run / "test_metrics_tta.json").read_text())
+    assert metrics_file["binary"]["roc_auc"]["ci95"] is None and metrics_file["bootstrap_samples"] == 0
+
+
 def test_infer_folder_with_broken_files_matches_evaluate(evaluated, tmp_path):
     outputs, run, _ = evaluated
     predictions = pd.read_csv(run / "test_predictions.csv").iloc[:3]
     folder = tmp_path / "new_images"
-    folder.mkdir()
-    for path in predictions["image_path"]:
-        shutil.copy(path, folder / Path(path).name)
+    (folder / "nested/deeper").mkdir(parents=True)
+    for path, sub in zip(predictions["image_path"], ("", "nested", "nested/deeper")):
+        shutil.copy(path, folder / sub / Path(path).name)
     source = Image.open(predictions["image_path"].iloc[0]).convert("RGB")
     source.save(folder / "as_png.png")
+    source.save(folder / "nested/as_webp.webp", lossless=True)
     source.convert("L").save(folder / "grayscale.jpg")
     source.convert("CMYK").save(folder / "cmyk.jpg")
     data = Path(predictions["image_path"].iloc[1]).read_bytes()
     (folder / "corrupt.jpg").write_bytes(data[: len(data) // 3])
     (folder / "notes.jpg").write_text("not an image at all")
+    (folder / "readme.txt").write_text("a note, not an image")
     result = run_script("06_infer.py", folder, "--outputs-dir", outputs, "--output", tmp_path / "scores.csv")
     assert "2 error(s)" in result.stderr
+    assert "1 file(s) skipped: 1 not a supported image format" in result.stderr and "readme.txt" in result.stderr
+    assert "at 64x64, the model's input size" in result.stderr
     scores = pd.read_csv(tmp_path / "scores.csv", keep_default_na=False)
-    assert len(scores) == 8 and sorted(scores["path"]) == sorted(str(p) for p in folder.iterdir())
+    images = sorted(str(p) for p in folder.rglob("*") if p.is_file() and p.suffix != ".txt")
+    assert len(scores) == 9 and list(scores["path"]) == images
     by_name = scores.set_index(scores["path"].map(lambda p: Path(p).name))
     for name in ("corrupt.jpg", "notes.jpg"):
         assert by_name.loc[name, "error"] and by_name.loc[name, "malignant_score"] == ""
     assert "Unknown image file format" in by_name.loc["notes.jpg", "error"]
-    for name in ("as_png.png", "grayscale.jpg", "cmyk.jpg"):
+    for name in ("as_png.png", "as_webp.webp", "grayscale.jpg", "cmyk.jpg"):
         assert by_name.loc[name, "error"] == "" and 0 <= float(by_name.loc[name, "malignant_score"]) <= 1
+    assert float(by_name.loc["as_webp.webp", "malignant_score"]) == pytest.approx(
+        float(by_name.loc["as_png.png", "malignant_score"]), abs=1e-6)
     for row in predictions.itertuples():
         inferred = float(by_name.loc[Path(row.image_path).name, "malignant_score"])
         assert inferred == pytest.approx(row.malignant_score, abs=1e-5)
@@ -172,7 +194,7 @@ def test_multiclass_chain_without_threshold(sample_dir, tmp_path):
                "--epochs1", 1, "--epochs2", 1)
     images = sorted((sample_dir / "HAM10000_images_part_2").iterdir())[:3]
     result = run_script("06_infer.py", images[0].parent, "--outputs-dir", tmp_path, "--output", tmp_path / "p.csv")
-    assert "labelling at threshold 0.5" in result.stderr
+    assert "labelling at threshold 0.5" in result.stderr and "calibration temperature" in result.stderr
     scores = pd.read_csv(tmp_path / "p.csv")
     columns = [f"prob_{dx}" for dx in ("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc")]
     assert list(scores.columns) == ["path", *columns, "top_class", "malignant_score", "label", "error"]
@@ -187,6 +209,85 @@ def test_multiclass_chain_without_threshold(sample_dir, tmp_path):
     assert {"macro_roc_auc", "balanced_accuracy"} <= set(metrics_file["multiclass"])
 
 
+def test_infer_finds_the_images_of_a_ham10000_download_in_its_subfolders(chain, sample_dir, tmp_path):
+    outputs, _, _ = chain
+    result = run_script("06_infer.py", sample_dir, "--outputs-dir", outputs, "--output", tmp_path / "all.csv")
+    scores = pd.read_csv(tmp_path / "all.csv", keep_default_na=False)
+    assert len(scores) == 524 and (scores["error"] == "").all()
+    assert "HAM10000_metadata.csv" in result.stderr and "Found 524 image(s)" in result.stderr
+
+
+def test_a_copied_model_file_scores_like_its_run(evaluated, tmp_path):
+    outputs, run, _ = evaluated
+    image = pd.read_csv(run / "test_predictions.csv").iloc[0]
+    copied = tmp_path / "models_from_elsewhere"
+    copied.mkdir()
+    shutil.copy(run / "models/simple_cnn_best.h5", copied / "lesions.h5")
+    alone = run_script("06_infer.py", image["image_path"], "--model-file", copied / "lesions.h5")
+    assert "No threshold.json beside the model" in alone.stderr and "No calibration.json" in alone.stderr
+    for name in ("threshold.json", "calibration.json"):
+        shutil.copy(run / name, copied / name)
+    run_script("06_infer.py", image["image_path"], "--model-file", copied / "lesions.h5", "--force")
+    scored = pd.read_csv(copied / "predictions.csv")
+    assert scored["malignant_score"].iloc[0] == pytest.approx(image["malignant_score"], abs=1e-6)
+    assert (scored["label"].iloc[0] == "malignant") == bool(image["malignant@tuned"])
+
+
+LAMBDA_MODEL = """
+import sys, keras
+inputs = keras.Input((8, 8, 3))
+outputs = keras.layers.Lambda(lambda x: x * 2.0)(inputs)
+keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(keras.layers.Flatten()(outputs))).save(sys.argv[1])
+"""
+
+
+def test_model_files_that_cannot_be_loaded_are_named(tmp_path, sample_dir):
+    subprocess.run([sys.executable, "-c", LAMBDA_MODEL, str(tmp_path / "lambda.h5")], check=True,
+                   env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}, capture_output=True)
+    image = next((sample_dir / "HAM10000_images_part_1").iterdir())
+    result = run_script("06_infer.py", image, "--model-file", tmp_path / "lambda.h5", check=False)
+    assert result.returncode == 2 and f"Cannot load the model file {tmp_path / 'lambda.h5'}" in result.stderr
+    assert "Lambda layer" in result.stderr and "safe_mode=False" in result.stderr
+    (tmp_path / "notes.h5").write_text("not a model")
+    result = run_script("06_infer.py", image, "--model-file", tmp_path / "notes.h5", check=False)
+    assert result.returncode == 2 and str(tmp_path / "notes.h5") in result.stderr
+
+
 def test_missing_run_is_explained(tmp_path):
     result = run_script("05_evaluate.py", "--outputs-dir", tmp_path, check=False)
     assert result.returncode == 2 and "03_train.py" in result.stderr
+
+
+def test_a_metadata_model_scores_the_same_after_a_round_trip_and_without_metadata(sample_dir, tmp_path):
+    run_script("02_prepare_split.py", "--data-dir", sample_dir, "--out-dir", tmp_path / "split")
+    run_script("03_train.py", "--split-file", tmp_path / "split/split.csv", "--outputs-dir", tmp_path,
+               "--architecture", "simple_cnn", "--weights", "none", "--img-size", 32, "--use-metadata",
+               "--skip-phase1", "--epochs2", 2)
+    run = (tmp_path / "latest").resolve()
+    encoding = json.loads((run / "training_config.json").read_text())["metadata_encoding"]
+    assert encoding["columns"][:2] == ["age", "age_missing"] and "localization=unknown" in encoding["columns"]
+    run_script("05_evaluate.py", "--outputs-dir", tmp_path, "--bootstrap", 0)
+    evaluated = pd.read_csv(run / "test_predictions.csv").iloc[:6]
+    split = pd.read_csv(tmp_path / "split/split.csv").set_index("image_id").loc[evaluated["image_id"]]
+    listed = split[["image_path", "age", "sex", "localization"]].rename(columns={"image_path": "path"})
+    listed.to_csv(tmp_path / "list.csv", index=False)
+    run_script("06_infer.py", tmp_path / "list.csv", "--outputs-dir", tmp_path, "--output", tmp_path / "a.csv")
+    from_csv = pd.read_csv(tmp_path / "a.csv", keep_default_na=False)
+    np.testing.assert_allclose(from_csv["malignant_score"], evaluated["malignant_score"], atol=1e-6)
+    assert (from_csv["metadata_note"] == "").all()
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for path in listed["path"]:
+        shutil.copy(path, folder)
+    run_script("06_infer.py", folder, "--outputs-dir", tmp_path, "--metadata", sample_dir / "HAM10000_metadata.csv",
+               "--output", tmp_path / "b.csv")
+    from_file = pd.read_csv(tmp_path / "b.csv", keep_default_na=False)
+    by_name = dict(zip(from_file["path"].map(lambda p: Path(p).stem), from_file["malignant_score"]))
+    np.testing.assert_allclose([by_name[i] for i in evaluated["image_id"]], evaluated["malignant_score"], atol=1e-6)
+
+    result = run_script("06_infer.py", folder, "--outputs-dir", tmp_path, "--output", tmp_path / "c.csv")
+    assert "every image is scored with unknown metadata" in result.stderr
+    unknown = pd.read_csv(tmp_path / "c.csv", keep_default_na=False)
+    assert (unknown["metadata_note"] == "age missing; sex unknown; localization unknown").all()
+    assert (unknown["error"] == "").all() and unknown["malignant_score"].between(0, 1).all()

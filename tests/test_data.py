@@ -6,7 +6,9 @@ import shutil
 
 import pytest
 
-from src.data import DatasetError, load_dataset
+from src.data.dataset import load_dataset
+from src.data.files import scan_folder
+from src.errors import DatasetError
 from tests.conftest import balanced_rows, make_kaggle_folder, write_image
 
 
@@ -138,3 +140,37 @@ def test_class_folder_with_unknown_class_is_refused(tmp_path):
     write_image(tmp_path / "cf" / "train" / "melanoma" / "a.jpg")
     with pytest.raises(DatasetError, match="melanoma is not a HAM10000 diagnosis"):
         load_dataset(tmp_path / "cf")
+
+
+def test_semicolon_separated_metadata_is_read(tmp_path):
+    root = make_kaggle_folder(tmp_path / "ham", balanced_rows())
+    metadata = root / "HAM10000_metadata.csv"
+    metadata.write_text(metadata.read_text().replace(",", ";"))
+    dataset = load_dataset(root)
+    assert len(dataset.table) == 42 and set(dataset.table["sex"]) == {"male"}
+
+
+def test_unreadable_header_names_the_separator_as_a_possible_cause(tmp_path):
+    root = make_kaggle_folder(tmp_path / "ham", balanced_rows())
+    (root / "HAM10000_metadata.csv").write_text("lesion_id image_id dx\nHAM_1 ISIC_1 nv\n")
+    with pytest.raises(DatasetError, match="lacks the column") as error:
+        load_dataset(root)
+    assert "separated by commas" in str(error.value)
+
+
+def test_patient_columns_are_kept(tmp_path):
+    table = load_dataset(make_kaggle_folder(tmp_path / "ham", balanced_rows())).table
+    assert {"age", "sex", "localization"} <= set(table.columns)
+    assert set(table["localization"]) == {"back"} and set(table["age"]) == {"50.0"}
+
+
+def test_folder_scan_is_recursive_sorted_and_says_what_it_skipped(tmp_path):
+    for name in ("b/z.jpg", "a/y.PNG", "a/x.webp", "top.jpeg", "a/notes.txt", ".hidden/q.jpg", "a/.DS_Store"):
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x")
+    scan = scan_folder(tmp_path)
+    assert [p.relative_to(tmp_path).as_posix() for p in scan.images] == ["a/x.webp", "a/y.PNG", "b/z.jpg", "top.jpeg"]
+    assert sorted(p.name for p in scan.skipped["hidden"]) == [".DS_Store", "q.jpg"]
+    summary = scan.skipped_summary()
+    assert summary.startswith("3 file(s) skipped") and "notes.txt" in summary and "not a supported image format" in summary

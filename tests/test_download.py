@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from src.data import DatasetError
-from src.download import (ARCHIVE_NAME, CredentialsError, fetch_ham10000,
-                          find_kaggle_credentials)
+from src.data.download import (ARCHIVE_NAME, CredentialsError, fetch_ham10000,
+                               find_kaggle_credentials)
+from src.errors import DatasetError
 from tests.conftest import balanced_rows, make_kaggle_folder, run_script
 
 
@@ -95,8 +95,36 @@ def test_wrong_image_count_is_not_installed(tmp_path, kaggle_zip):
     result = run_script("01_download_data.py", "--data-dir", tmp_path / "HAM10000",
                         "--from-zip", kaggle_zip, check=False)
     assert result.returncode == 2 and "not the 10015 of HAM10000" in result.stderr
+    assert f"the archive {kaggle_zip} holds 42 images" in result.stderr
+    assert ".HAM10000." not in result.stderr and "--data-dir" not in result.stderr
     assert not (tmp_path / "HAM10000").exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_archive_problems_name_the_archive_and_what_it_lacks(tmp_path, kaggle_zip):
+    other = zip_folder(make_kaggle_folder(tmp_path / "other", balanced_rows()), tmp_path / "other.zip")
+    with zipfile.ZipFile(other) as bundle:
+        kept = [name for name in bundle.namelist() if name != "HAM10000_metadata.csv"]
+    stripped = tmp_path / "stripped.zip"
+    with zipfile.ZipFile(other) as source, zipfile.ZipFile(stripped, "w") as bundle:
+        for name in kept:
+            bundle.writestr(name, source.read(name))
+    with pytest.raises(DatasetError) as error:
+        fetch_ham10000(tmp_path / "HAM10000", archive=stripped, expected_images=42)
+    message = str(error.value)
+    assert f"The archive {stripped} holds no HAM10000_metadata.csv" in message
+    assert "HAM10000_images_part_1" in message and "kaggle.com" in message
+    broken = tmp_path / "broken.zip"
+    with zipfile.ZipFile(other) as source, zipfile.ZipFile(broken, "w") as bundle:
+        for name in source.namelist():
+            data = source.read(name)
+            if name == "HAM10000_metadata.csv":
+                data = data.replace(b",nv,", b",xyz,")
+            bundle.writestr(name, data)
+    with pytest.raises(DatasetError) as error:
+        fetch_ham10000(tmp_path / "HAM10000", archive=broken, expected_images=42)
+    assert f"{broken}:HAM10000_metadata.csv: unknown dx code(s) xyz" in str(error.value)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 
 @pytest.mark.parametrize("member", ["../escaped.txt", "/tmp/absolute-escape.txt", "a/../../escaped.txt"])

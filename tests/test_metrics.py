@@ -6,14 +6,14 @@ import pandas as pd
 import pytest
 from sklearn import metrics
 
-from src.evaluation import (aggregate_lesions, cluster_bootstrap, evaluate_predictions,
-                            expected_calibration_error)
-from src.threshold import point_for_sensitivity, sweep, tune_threshold
+from src.evaluation.evaluate import aggregate_lesions, evaluate_predictions
+from src.evaluation.threshold import candidate_table, point_for_sensitivity, tune_threshold
+from src.metrics import brier_score, cluster_bootstrap, expected_calibration_error, rates_at
 
 
 def test_sweep_covers_grid_and_every_distinct_score():
     scores = np.array([0.12345, 0.5, 0.77777, 0.5])
-    table = sweep(scores, np.array([0, 1, 1, 0]))
+    table = candidate_table(scores, np.array([0, 1, 1, 0]))
     assert len(table) >= 1001
     assert {0.12345, 0.77777, 0.0, 1.0} <= set(table["threshold"])
 
@@ -48,7 +48,7 @@ def test_single_class_validation_set_and_bad_target_are_refused():
     with pytest.raises(ValueError, match="only benign cases"):
         tune_threshold(np.array([0.1, 0.9]), np.array([0, 0]))
     with pytest.raises(ValueError, match="--target-sensitivity must be in"):
-        point_for_sensitivity(sweep(np.array([0.1, 0.9]), np.array([0, 1])), 1.5)
+        point_for_sensitivity(candidate_table(np.array([0.1, 0.9]), np.array([0, 1])), 1.5)
 
 
 def test_cluster_bootstrap_known_case():
@@ -106,7 +106,7 @@ def test_multiclass_metrics_match_scikit_learn():
     score = probabilities[:, [0, 1, 4]].sum(axis=1)
     assert result["binary"]["roc_auc"]["value"] == pytest.approx(metrics.roc_auc_score(malignant, score))
     assert set(result["per_class"]) >= {"akiec", "mel", "nv", "macro avg"}
-    assert np.array(result["confusion_matrix"]["classes"]).sum() == 210
+    assert np.array(result["class_confusion_matrix"]).sum() == 210
 
 
 def test_expected_calibration_error_known_cases():
@@ -120,3 +120,28 @@ def test_lesion_aggregation_takes_the_mean_per_lesion():
     lesions, scores = aggregate_lesions(table, np.array([0.2, 0.9, 0.6]))
     assert list(lesions["lesion_id"]) == ["L1", "L2"]
     np.testing.assert_allclose(scores, [0.4, 0.9])
+
+
+def test_rates_at_match_scikit_learn_and_are_nan_where_undefined():
+    truth = np.array([0, 0, 1, 1, 1])
+    score = np.array([0.1, 0.6, 0.4, 0.7, 0.9])
+    rates = rates_at(truth, score, 0.5)
+    predicted = (score >= 0.5).astype(int)
+    assert rates["sensitivity"] == pytest.approx(metrics.recall_score(truth, predicted))
+    assert rates["ppv"] == pytest.approx(metrics.precision_score(truth, predicted))
+    assert rates["balanced_accuracy"] == pytest.approx(metrics.balanced_accuracy_score(truth, predicted))
+    only_benign = rates_at(np.zeros(3, int), np.array([0.1, 0.2, 0.9]), 0.5)
+    assert np.isnan(only_benign["sensitivity"]) and only_benign["specificity"] == pytest.approx(2 / 3)
+    assert only_benign["balanced_accuracy"] == pytest.approx(2 / 3)
+
+
+def test_no_bootstrap_samples_give_values_without_intervals():
+    rng = np.random.default_rng(0)
+    labels, scores = rng.integers(0, 2, 50), rng.uniform(0, 1, 50)
+    result = evaluate_predictions(labels, scores, np.arange(50), "binary", {"0.5": 0.5}, samples=0)
+    assert result["binary"]["roc_auc"]["ci95"] is None
+    assert result["binary"]["roc_auc"]["value"] == pytest.approx(metrics.roc_auc_score(labels, scores))
+
+
+def test_brier_score_known_case():
+    assert brier_score(np.array([1, 0]), np.array([0.8, 0.4])) == pytest.approx((0.04 + 0.16) / 2)

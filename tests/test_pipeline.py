@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from src.data import DatasetError
-from src.images import decode_files, decoding_error
-from src.pipeline import Augmentation, load_or_build_cache, load_split_images, make_dataset
+from src.errors import DatasetError
+from src.data.images import decode_files, decoding_error
+from src.data.pipeline import Augmentation, load_or_build_cache, load_split_images, make_dataset
 
 SIZE = (32, 48)
 
@@ -104,7 +104,7 @@ def test_augmentation_keeps_labels_aligned(tmp_path):
 
 
 def test_augmentation_is_deterministic_for_a_seed_and_changes_images(sample_dir, tmp_path):
-    from src.data import load_dataset
+    from src.data.dataset import load_dataset
 
     table = load_dataset(sample_dir).table.iloc[:24].assign(split="train")
     images = load_split_images(table, "train", (64, 64), tmp_path / "c")
@@ -119,9 +119,13 @@ def test_augmentation_is_deterministic_for_a_seed_and_changes_images(sample_dir,
     first_pixels, first_labels = run_a[0]
     originals = images.cache.images[first_labels[:, 0].astype(int)]
     assert np.abs(first_pixels.astype(float) - originals).mean() > 5  # really augmented
-    second_epoch = make_dataset(images, targets, 8, True, Augmentation(), seed=5)
-    epochs = [batches(second_epoch), batches(second_epoch)]
-    assert not np.array_equal(epochs[0][0][1], epochs[1][0][1])  # reshuffled every epoch
+    two_epochs = batches(make_dataset(images, targets, 8, True, Augmentation(), seed=5, epochs=(0, 2)))
+    assert len(two_epochs) == 6
+    assert not np.array_equal(two_epochs[0][1], two_epochs[3][1])  # reshuffled every epoch
+    resumed = batches(make_dataset(images, targets, 8, True, Augmentation(), seed=5, epochs=(1, 2)))
+    for (pixels, labels), (again, again_labels) in zip(two_epochs[3:], resumed):  # a resumed epoch 2
+        np.testing.assert_array_equal(pixels, again)                             # is the same epoch 2
+        np.testing.assert_array_equal(labels, again_labels)
 
 
 def test_evaluation_is_ordered_complete_and_not_augmented(tmp_path):

@@ -7,9 +7,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from src.data import DatasetError, load_dataset
-from src.split import split_dataset
-from tests.conftest import run_script, write_image
+from src.data.dataset import load_dataset
+from src.data.split import split_dataset
+from src.errors import DatasetError
+from tests.conftest import balanced_rows, make_kaggle_folder, run_script, write_image
 
 SPLITS = ("train", "val", "test")
 
@@ -45,14 +46,18 @@ def test_real_ham10000_split_acceptance(ham10000_dir, tmp_path):
 
 @pytest.mark.parametrize("seed", [0, 3, 11])
 def test_other_seeds_keep_class_shares(ham10000_dir, seed):
-    check_split_quality(split_dataset(load_dataset(ham10000_dir), "binary", seed=seed), 1.5)
+    check_split_quality(split_dataset(load_dataset(ham10000_dir), "binary", seed=seed).table, 1.5)
 
 
 def test_split_script_on_sample_writes_table_and_summary(sample_dir, tmp_path):
     out = tmp_path / "split"
     run_script("02_prepare_split.py", "--data-dir", sample_dir, "--out-dir", out, "--task", "multiclass")
     table = pd.read_csv(out / "split.csv")
-    assert list(table.columns) == ["image_id", "lesion_id", "dx", "label", "split", "image_path"]
+    assert list(table.columns) == ["image_id", "lesion_id", "dx", "label", "split", "age", "sex",
+                                   "localization", "image_path"]
+    metadata = pd.read_csv(sample_dir / "HAM10000_metadata.csv").set_index("image_id")
+    pd.testing.assert_series_equal(table.set_index("image_id")["localization"],
+                                   metadata.loc[table["image_id"], "localization"], check_names=False)
     check_split_quality(table, tolerance_pp=5)
     order = ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"]
     assert (table["label"] == table["dx"].map(order.index)).all()
@@ -88,16 +93,55 @@ def test_class_folders_keep_given_splits_and_carve_missing_ones(tmp_path):
             write_image(tmp_path / "cf" / "train" / dx.upper() / f"tr_{dx}_{i}.jpg")
         for i in range(4):
             write_image(tmp_path / "cf" / "test" / dx / f"te_{dx}_{i}.jpg")
-    table = split_dataset(load_dataset(tmp_path / "cf"), "binary")
+    table = split_dataset(load_dataset(tmp_path / "cf"), "binary").table
     assert (table.loc[table["image_id"].str.startswith("te_"), "split"] == "test").all()
     carved = table[table["image_id"].str.startswith("tr_")]
     assert set(carved["split"]) == {"train", "val"}
     assert np.isclose((carved["split"] == "val").mean(), 0.15 / 0.85, atol=0.03)
 
 
-def test_too_few_lesions_of_a_class_is_explained(tmp_path):
-    from tests.conftest import balanced_rows, make_kaggle_folder
+def without_lesions(rows, dx: str, keep: int):
+    """``rows`` with only the first ``keep`` lesions of diagnosis ``dx``."""
+    lesions = sorted({lesion for lesion, _, code in rows if code == dx})[:keep]
+    return [row for row in rows if row[2] != dx or row[0] in lesions]
 
-    rows = [row for row in balanced_rows(6) if not (row[2] == "df" and row[0] > "HAM_df001")]
-    with pytest.raises(DatasetError, match="df has 2"):
-        split_dataset(load_dataset(make_kaggle_folder(tmp_path / "ham", rows)), "binary")
+
+def test_a_diagnosis_too_rare_for_every_split_stays_in_training(tmp_path):
+    rows = without_lesions(balanced_rows(10), "df", keep=2)
+    out = tmp_path / "split"
+    result = run_script("02_prepare_split.py", "--data-dir", make_kaggle_folder(tmp_path / "ham", rows),
+                        "--out-dir", out, "--task", "multiclass")
+    assert "df has 2" in result.stderr and "stay in the training split" in result.stderr
+    table = pd.read_csv(out / "split.csv")
+    assert set(table.loc[table["dx"] == "df", "split"]) == {"train"}
+    assert all(set(table.loc[table["split"] == name, "dx"]) == {"akiec", "bcc", "bkl", "mel", "nv", "vasc"}
+               for name in ("val", "test"))
+    summary = json.loads((out / "split_summary.json").read_text())
+    assert summary["train_only_diagnoses"] == ["df"] and summary["splits"]["test"]["dx_counts"]["df"] == 0
+
+
+def test_data_without_malignant_lesions_is_refused_and_nothing_is_written(tmp_path):
+    rows = [row for row in balanced_rows(6) if row[2] not in ("akiec", "bcc", "mel")]
+    out = tmp_path / "split"
+    result = run_script("02_prepare_split.py", "--data-dir", make_kaggle_folder(tmp_path / "ham", rows),
+                        "--out-dir", out, check=False)
+    assert result.returncode == 2
+    assert "no malignant image" in result.stderr and "holds 0 malignant lesion(s)" in result.stderr
+    assert "Add malignant images" in result.stderr and "Traceback" not in result.stderr
+    assert not out.exists() or not list(out.iterdir())
+
+
+def test_multiclass_split_without_a_diagnosis_says_what_works(tmp_path):
+    rows = [row for row in balanced_rows(10) if row[2] != "vasc"]
+    with pytest.raises(DatasetError, match="none of vasc. Add images of them, or use --task binary"):
+        split_dataset(load_dataset(make_kaggle_folder(tmp_path / "ham", rows)), "multiclass")
+    assert len(split_dataset(load_dataset(tmp_path / "ham"), "binary").table) == len(rows)
+
+
+def test_a_split_too_small_for_its_ratios_gets_advice_that_works(tmp_path):
+    root = make_kaggle_folder(tmp_path / "ham", balanced_rows(3))
+    with pytest.raises(DatasetError, match="--ratios 0.5 0.25 0.25") as error:
+        split_dataset(load_dataset(root), "binary")
+    assert "change the ratios" not in str(error.value)
+    table = split_dataset(load_dataset(root), "binary", ratios=(0.34, 0.33, 0.33)).table
+    assert set(table["split"]) == {"train", "val", "test"}

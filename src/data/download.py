@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import tempfile
 import zipfile
 from pathlib import Path, PurePosixPath
 from typing import Callable, Mapping
 
-from src.data import DatasetError, load_dataset
+from src.data.dataset import METADATA_FILE, find_metadata, load_dataset
+from src.data.files import list_some
+from src.errors import DatasetError, MissingFileError, OverwriteError, UserError
+from src.io_utils import staging_dir
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +27,7 @@ ARCHIVE_NAME = "skin-cancer-mnist-ham10000.zip"
 HAM10000_IMAGES = 10015
 
 
-class CredentialsError(RuntimeError):
+class CredentialsError(UserError):
     """No Kaggle credentials were found; the message says how to provide them."""
 
 
@@ -100,7 +102,7 @@ def download_archive(
         api.dataset_download_files(KAGGLE_DATASET, path=partial, quiet=False, unzip=False)
         downloaded = Path(partial) / ARCHIVE_NAME
         if not downloaded.is_file():
-            raise RuntimeError(
+            raise UserError(
                 f"The Kaggle client finished without writing {ARCHIVE_NAME}; download it by hand "
                 f"from {KAGGLE_URL} and use --from-zip."
             )
@@ -149,36 +151,47 @@ def install_dataset(
     """Extract and verify ``archive`` into ``data_dir``; returns the number of images.
 
     Nothing is written to ``data_dir`` unless the extracted data verifies: every metadata row
-    has its image and, for the real download, all 10,015 images are there.
+    has its image and, for the real download, all 10,015 images are there. Problems name the
+    archive and what it lacks, never the temporary folder it was unpacked into.
     """
-    data_dir = Path(data_dir)
+    archive, data_dir = Path(archive), Path(data_dir)
     if data_dir.exists():
-        raise FileExistsError(f"{data_dir} already exists; remove it to extract again.")
-    data_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{data_dir.name}.", dir=data_dir.parent))
-    try:
-        extract_archive(Path(archive), staging)
-        count = verify_dataset(staging, expected_images)
-        staging.rename(data_dir)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging)
+        raise OverwriteError(f"{data_dir} already exists; remove it to extract again.")
+    remedy = f"download {ARCHIVE_NAME} again from {KAGGLE_URL}"
+    with staging_dir(data_dir) as staging:
+        extract_archive(archive, staging)
+        if find_metadata(staging) is None:
+            top = sorted(path.name for path in staging.iterdir())
+            raise DatasetError(
+                f"The archive {archive} holds no {METADATA_FILE} (at its top level: "
+                f"{list_some(top) or 'nothing'}), so it is not the Kaggle HAM10000 download; {remedy}."
+            )
+        try:
+            count = verify_dataset(staging, expected_images, f"the archive {archive}", remedy)
+        except DatasetError as error:
+            message = str(error).replace(f"{staging}{os.sep}", f"{archive}:").replace(str(staging), str(archive))
+            raise DatasetError(message) from None
     return count
 
 
-def verify_dataset(data_dir: Path, expected_images: int | None = HAM10000_IMAGES) -> int:
-    """Check that a HAM10000 folder is complete; returns the number of usable images."""
+def verify_dataset(data_dir: Path, expected_images: int | None = HAM10000_IMAGES,
+                   name: str | None = None, remedy: str = "delete it and download it again") -> int:
+    """Check that a HAM10000 folder is complete; returns the number of usable images.
+
+    ``name`` is how messages call the folder (default: its path), ``remedy`` what they advise.
+    """
     dataset = load_dataset(data_dir)
+    name = name or str(data_dir)
     count = len(dataset.table)
     if dataset.missing_images:
         raise DatasetError(
             f"{len(dataset.missing_images)} image(s) listed in the metadata are missing from "
-            f"{data_dir}; the download is incomplete. Delete it and download again."
+            f"{name} ({list_some(dataset.missing_images)}); the download is incomplete: {remedy}."
         )
     if expected_images is not None and count != expected_images:
         raise DatasetError(
-            f"{data_dir} holds {count} images matched to the metadata, not the "
-            f"{expected_images} of HAM10000; delete it and download again."
+            f"{name} holds {count} images matched to the metadata, not the "
+            f"{expected_images} of HAM10000: {remedy}."
         )
     return count
 
@@ -204,7 +217,7 @@ def fetch_ham10000(
     if archive is None:
         archive = download_archive(data_dir.parent / "downloads", api_factory, environ, home)
     elif not Path(archive).is_file():
-        raise FileNotFoundError(f"--from-zip: {archive} does not exist.")
+        raise MissingFileError(f"--from-zip: {archive} does not exist.")
     count = install_dataset(archive, data_dir, expected_images)
     log.info("HAM10000 is ready in %s (%d images).", data_dir, count)
     return count

@@ -7,16 +7,15 @@ classes are dark and irregular, pink with branching vessels, or red and scaly).
 """
 from __future__ import annotations
 
-import shutil
-import tempfile
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pandas as pd
 
-from src.data import IMAGE_FOLDERS, METADATA_COLUMNS, METADATA_FILE
-from src.io_utils import OverwriteError
+from src.data.dataset import IMAGE_FOLDERS, METADATA_COLUMNS, METADATA_FILE
+from src.errors import OverwriteError
+from src.io_utils import staging_dir
 
 WIDTH, HEIGHT = 600, 450
 #: Images per diagnosis: HAM10000's order of frequency, with enough of the rare classes that
@@ -148,32 +147,22 @@ def sample_metadata(rng: np.random.Generator) -> tuple[pd.DataFrame, dict[str, d
 
 
 def make_sample_dataset(out_dir: Path, seed: int = 0, force: bool = False) -> Path:
-    """Write the sample dataset to ``out_dir`` (built in a temporary folder, then renamed)."""
+    """Write the sample dataset to ``out_dir`` (built in a staging folder, then renamed)."""
     out_dir = Path(out_dir)
-    if out_dir.exists():
-        if not force:
-            raise OverwriteError(
-                f"{out_dir} already exists; pass --force to rebuild it or choose another folder."
-            )
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    if out_dir.exists() and not force:
+        raise OverwriteError(
+            f"{out_dir} already exists; pass --force to rebuild it or choose another folder."
+        )
     rng = np.random.default_rng(seed)
     metadata, lesions = sample_metadata(rng)
-    build_dir = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    with staging_dir(out_dir, replace=force) as build_dir:
         for folder in IMAGE_FOLDERS:
             (build_dir / folder).mkdir()
         halfway = sorted(metadata["image_id"])[len(metadata) // 2]
         for row in metadata.sort_values("image_id").itertuples():
             image = draw_lesion(row.dx, lesions[row.lesion_id], rng)
             folder = IMAGE_FOLDERS[0] if row.image_id < halfway else IMAGE_FOLDERS[1]
-            path = build_dir / folder / f"{row.image_id}.jpg"
-            cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR),
-                        [cv2.IMWRITE_JPEG_QUALITY, 90])
+            cv2.imwrite(str(build_dir / folder / f"{row.image_id}.jpg"),
+                        cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
         metadata.to_csv(build_dir / METADATA_FILE, index=False, lineterminator="\n")
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        build_dir.rename(out_dir)
-    finally:
-        if build_dir.exists():
-            shutil.rmtree(build_dir)
     return out_dir

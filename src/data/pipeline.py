@@ -25,11 +25,18 @@ import pandas as pd
 import tensorflow as tf
 from tqdm import tqdm
 
-from src.data import check_missing_fraction
-from src.images import DECODER_VERSION, decode_files, decoding_error
+from src.data.dataset import check_missing_fraction
+from src.data.images import DECODER_VERSION, decode_files, decoding_error
+from src.errors import DatasetError
 from src.io_utils import atomic_path, write_json_atomic
 
 log = logging.getLogger(__name__)
+
+#: Augmentation seeds are (seed, epoch * stride + batch): distinct for up to this many batches an epoch.
+BATCH_SEED_STRIDE = 1 << 20
+#: Names of the model inputs a batch feeds (see ``src.models.factory``).
+IMAGE_INPUT = "image"
+METADATA_INPUT = "metadata"
 
 
 @dataclass(frozen=True)
@@ -91,7 +98,7 @@ def build_cache(paths: list[str], size: tuple[int, int], array_path: Path, manif
         images = np.lib.format.open_memmap(partial, mode="w+", dtype=np.uint8,
                                            shape=(len(paths), *size, 3))
         with tqdm(total=len(paths), desc=f"Caching {description} at {size[0]}x{size[1]}",
-                  unit="img", leave=False) as progress:
+                  unit="img", leave=False, disable=None) as progress:  # None: terminals only
             for indices, batch in decode_files(paths, size):
                 images[indices] = batch
                 decoded[indices] = True
@@ -126,7 +133,8 @@ def load_split_images(split_table: pd.DataFrame, split: str, size: tuple[int, in
     """
     part = split_table[split_table["split"] == split].reset_index(drop=True)
     if part.empty:
-        raise ValueError(f"The {split} split in {source} has no images.")
+        raise DatasetError(f"The {split} split in {source} has no images; recreate the split "
+                           "with scripts/02_prepare_split.py.")
     paths = part["image_path"].tolist()
     cache = load_or_build_cache(paths, size, cache_dir, description=split)
     unusable = {paths[row]: error for row, error in sorted(cache.failures.items())}
@@ -199,20 +207,29 @@ def make_dataset(
     training: bool,
     augmentation: Augmentation | None = None,
     seed: int = 0,
+    metadata: np.ndarray | None = None,
+    epochs: tuple[int, int] = (0, 1),
 ) -> tf.data.Dataset:
     """Batches of ``(uint8 images 0-255, targets)`` for one split.
 
     Images stay uint8 (a quarter of the bytes of float32) until the model's float32 input
-    casts them. ``targets`` has one row per usable image (``images.table``). Training data is reshuffled
-    every epoch and augmented when ``augmentation`` is given; evaluation data is neither, and
-    yields ``ceil(n / batch_size)`` batches in table order.
+    casts them. ``targets`` (and ``metadata``, the encoded patient metadata, when given) have
+    one row per usable image (``images.table``); with metadata the features are a dict with
+    the model's two inputs, ``image`` and ``metadata``.
+
+    Evaluation data yields ``ceil(n / batch_size)`` batches in table order, never augmented.
+    Training data yields the epochs ``epochs[0]`` up to ``epochs[1]`` (global numbers, from 0)
+    back to back, for ``fit(..., steps_per_epoch=ceil(n / batch_size))``: each epoch's order and
+    augmentation are a function of ``(seed, epoch)`` alone, so a run resumed at epoch k sees
+    exactly the batches the uninterrupted run would have.
     """
     targets = np.asarray(targets, np.float32)
-    if len(targets) != len(images.rows):
+    if len(targets) != len(images.rows) or (metadata is not None and len(metadata) != len(targets)):
         raise ValueError(f"{len(targets)} targets for {len(images.rows)} images.")
     cache_array = images.cache.images
     cache_rows = tf.constant(images.rows)
     target_table = tf.constant(targets)
+    metadata_table = None if metadata is None else tf.constant(np.asarray(metadata, np.float32))
     height, width = cache_array.shape[1:3]
 
     def gather(cache_indices, matrices=None, colour=None) -> np.ndarray:
@@ -227,15 +244,24 @@ def make_dataset(
                                               augmentation)
         batch = tf.numpy_function(gather, inputs, tf.uint8, stateful=False)
         batch = tf.ensure_shape(batch, [None, height, width, 3])
+        if metadata_table is not None:
+            batch = {IMAGE_INPUT: batch, METADATA_INPUT: tf.gather(metadata_table, positions)}
         return batch, tf.gather(target_table, positions)
 
-    dataset = tf.data.Dataset.range(len(images.rows))
+    def epoch_batches(epoch: tf.Tensor) -> tf.data.Dataset:
+        order = tf.random.experimental.stateless_shuffle(
+            tf.range(len(images.rows), dtype=tf.int64), seed=tf.stack([tf.constant(seed, tf.int64), epoch]))
+        batches = tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
+        if augmentation is None:
+            return batches
+        seeds = tf.data.Dataset.range(BATCH_SEED_STRIDE).map(
+            lambda index: tf.stack([tf.constant(seed, tf.int64), epoch * BATCH_SEED_STRIDE + index]))
+        return tf.data.Dataset.zip(batches, seeds)
+
     if training:
-        dataset = dataset.shuffle(len(images.rows), seed=seed, reshuffle_each_iteration=True)
-    dataset = dataset.batch(batch_size)
-    if training and augmentation is not None:
-        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
-        dataset = tf.data.Dataset.zip(dataset, seeds)
+        dataset = tf.data.Dataset.range(*epochs).flat_map(epoch_batches)
+    else:
+        dataset = tf.data.Dataset.range(len(images.rows)).batch(batch_size)
     dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA

@@ -14,30 +14,29 @@ the file, the line and what to do about it.
 """
 from __future__ import annotations
 
+import csv
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
+from src.data.files import is_image_file, list_some
+from src.errors import DatasetError
 from src.labels import DIAGNOSES
 
 log = logging.getLogger(__name__)
 
 METADATA_FILE = "HAM10000_metadata.csv"
 IMAGE_FOLDERS = ("HAM10000_images_part_1", "HAM10000_images_part_2")
-METADATA_COLUMNS = ("lesion_id", "image_id", "dx", "dx_type", "age", "sex", "localization")
+#: The patient metadata columns: used by the metadata branch of the model when present.
+PATIENT_COLUMNS = ("age", "sex", "localization")
+METADATA_COLUMNS = ("lesion_id", "image_id", "dx", "dx_type", *PATIENT_COLUMNS)
 REQUIRED_COLUMNS = ("lesion_id", "image_id", "dx")
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif"})
+SEPARATORS = ",;\t|"
 SPLIT_FOLDERS = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
 #: Share of listed images that may be missing (or undecodable) before a step refuses to go on.
 MISSING_ABORT_FRACTION = 0.05
-#: How many offending names an error message lists before it summarises the rest.
-LISTED = 10
-
-
-class DatasetError(ValueError):
-    """A dataset on disk that cannot be used as it is; the message says why and what to do."""
 
 
 @dataclass
@@ -45,6 +44,7 @@ class Dataset:
     """A validated image table and what was noticed while building it.
 
     ``table`` has one row per usable image: ``image_id``, ``lesion_id``, ``dx`` (lower-case code),
+    ``age``, ``sex``, ``localization`` (as in the metadata file; empty where it has none),
     ``image_path`` (absolute) and ``split`` (the folder's split in the class-folder layout, else
     empty).
     """
@@ -54,13 +54,6 @@ class Dataset:
     layout: str
     missing_images: list[str] = field(default_factory=list)
     unlisted_images: list[str] = field(default_factory=list)
-
-
-def list_some(items, limit: int = LISTED) -> str:
-    """``a, b, c`` for a few items, ``a, b, ... (N more)`` for many."""
-    items = [str(item) for item in items]
-    shown = ", ".join(items[:limit])
-    return shown if len(items) <= limit else f"{shown}, ... ({len(items) - limit} more)"
 
 
 def check_missing_fraction(missing: list[str], total: int, what: str, source: Path) -> None:
@@ -78,10 +71,6 @@ def check_missing_fraction(missing: list[str], total: int, what: str, source: Pa
             "incomplete: re-download or re-extract it (scripts/01_download_data.py)."
         )
     log.warning("%s. They are left out and recorded in the output summary.", message)
-
-
-def is_image_file(path: Path) -> bool:
-    return path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
 
 
 def find_metadata(root: Path) -> Path | None:
@@ -113,12 +102,27 @@ def load_dataset(root: Path) -> Dataset:
 # --- Kaggle layout -----------------------------------------------------------------------
 
 
+def detect_separator(text: str) -> str:
+    """The field separator of a CSV text (comma, semicolon, tab or bar); comma if unclear.
+
+    Spreadsheet programs in many locales save "CSV" with semicolons.
+    """
+    try:
+        return csv.Sniffer().sniff(text[: 64 * 1024], delimiters=SEPARATORS).delimiter
+    except csv.Error:
+        return ","
+
+
 def read_metadata(path: Path) -> pd.DataFrame:
     """Read and check ``HAM10000_metadata.csv``; ``dx`` comes back as lower-case codes."""
-    if path.stat().st_size == 0 or not path.read_text(encoding="utf-8", errors="replace").strip():
+    text = path.read_text(encoding="utf-8", errors="replace")
+    if not text.strip():
         raise DatasetError(f"Metadata file {path} is empty; re-download or re-extract the dataset.")
+    separator = detect_separator(text)
+    if separator != ",":
+        log.info("Reading %s as a %r-separated file.", path, separator)
     try:
-        table = pd.read_csv(path, dtype=str, keep_default_na=False)
+        table = pd.read_csv(path, dtype=str, keep_default_na=False, sep=separator)
     except (pd.errors.ParserError, UnicodeDecodeError) as error:
         raise DatasetError(f"Metadata file {path} is not a readable CSV file: {error}") from error
     table.columns = [column.strip() for column in table.columns]
@@ -127,7 +131,8 @@ def read_metadata(path: Path) -> pd.DataFrame:
         raise DatasetError(
             f"Metadata file {path} lacks the column(s) {', '.join(missing_columns)}; "
             f"it has {', '.join(table.columns) or 'none'}. HAM10000 metadata needs "
-            f"{', '.join(METADATA_COLUMNS)} (at least {', '.join(REQUIRED_COLUMNS)})."
+            f"{', '.join(METADATA_COLUMNS)} (at least {', '.join(REQUIRED_COLUMNS)}), "
+            f"separated by commas (or by one of {SEPARATORS!r} throughout)."
         )
     if table.empty:
         raise DatasetError(f"Metadata file {path} has a header but no rows.")
@@ -209,7 +214,8 @@ def load_kaggle_layout(root: Path) -> Dataset:
             "%d image file(s) in %s are not listed in %s and are not used: %s",
             len(unlisted), root, METADATA_FILE, list_some(unlisted),
         )
-    table = metadata.loc[present, ["image_id", "lesion_id", "dx"]].copy()
+    table = metadata.loc[present].reindex(columns=["image_id", "lesion_id", "dx", *PATIENT_COLUMNS],
+                                          fill_value="")
     table["image_path"] = [str(on_disk[image_id]) for image_id in table["image_id"]]
     table["split"] = ""
     return Dataset(table.reset_index(drop=True), root, "kaggle", missing, unlisted)
@@ -237,14 +243,15 @@ def load_class_folder_layout(root: Path) -> Dataset:
                 )
             for path in sorted(class_folder.iterdir()):
                 if is_image_file(path):
-                    rows.append((path.stem, path.stem, dx, str(path), split))
+                    rows.append((path.stem, path.stem, dx, "", "", "", str(path), split))
                 else:
                     ignored.append(path)
     if ignored:
         log.warning("%d file(s) that are not images are not used: %s", len(ignored), list_some(ignored))
     if not rows:
         raise DatasetError(f"No images found under {root}/<split>/<CLASS>/.")
-    table = pd.DataFrame(rows, columns=["image_id", "lesion_id", "dx", "image_path", "split"])
+    table = pd.DataFrame(rows, columns=["image_id", "lesion_id", "dx", *PATIENT_COLUMNS,
+                                        "image_path", "split"])
     duplicated = table["image_id"].duplicated(keep=False)
     if duplicated.any():
         raise DatasetError(

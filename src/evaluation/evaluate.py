@@ -1,0 +1,243 @@
+"""Test-set evaluation: metrics with lesion-level bootstrap intervals, calibration, TTA, plots.
+
+The test split is predicted once with the run's best model. Scores are the calibrated ones
+(``calibration.json``, fitted on validation); calibration error and Brier score are reported
+before and after calibration. Confidence intervals resample lesions (``src.metrics``).
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+from sklearn import metrics
+from sklearn.calibration import calibration_curve
+
+from src.data.pipeline import IMAGE_INPUT, SplitImages, load_split_images, make_dataset
+from src.data.split import read_split
+from src.evaluation.predictor import Predictor, from_run
+from src.io_utils import read_json, refuse_overwrite, write_json_atomic, write_text_atomic
+from src.labels import class_names, labels_of, malignant_of_labels, malignant_score
+from src.layout import RunLayout
+from src.defaults import BOOTSTRAP_SAMPLES, PREDICTION_BATCH
+from src.metrics import (brier_score, cluster_bootstrap, expected_calibration_error, rates_at,
+                         ranking_metrics, with_intervals)
+from src.plots import (confusion_matrix_figure, per_class_roc_figure, precision_recall_figure,
+                       reliability_figure, roc_figure, save_figure, score_histogram_figure)
+
+log = logging.getLogger(__name__)
+
+FLIPS = ("none", "horizontal", "vertical", "both")
+
+
+def flipped(features, flip: str):
+    """A batch's features with the image mirrored left-right, top-bottom, both or not at all."""
+    image = features[IMAGE_INPUT] if isinstance(features, dict) else features
+    if flip in ("horizontal", "both"):
+        image = tf.image.flip_left_right(image)
+    if flip in ("vertical", "both"):
+        image = tf.image.flip_up_down(image)
+    return {**features, IMAGE_INPUT: image} if isinstance(features, dict) else image
+
+
+def predict_split(predictor: Predictor, images: SplitImages, batch_size: int,
+                  tta: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Raw and calibrated probabilities for a split's images, in table order; with ``tta``
+    the raw outputs are averaged over flips first."""
+    metadata, _ = predictor.encode_metadata(images.table)
+    dataset = make_dataset(images, np.zeros((len(images.rows), 1)), batch_size, training=False,
+                           metadata=metadata)
+    features = dataset.map(lambda batch, _targets: batch)
+    flips = FLIPS if tta else FLIPS[:1]
+    raw = np.mean([predictor.model.predict(features.map(lambda f, flip=flip: flipped(f, flip)), verbose=0)
+                   for flip in flips], axis=0)
+    raw = raw[:, 0] if predictor.task == "binary" else raw
+    return raw, predictor.calibration.apply(raw)
+
+
+def aggregate_lesions(table: pd.DataFrame, probabilities: np.ndarray) -> tuple[pd.DataFrame, np.ndarray]:
+    """Mean probability over each lesion's images; one row per lesion (first image's fields)."""
+    frame = pd.DataFrame(np.asarray(probabilities).reshape(len(table), -1))
+    frame["lesion_id"] = table["lesion_id"].to_numpy()
+    means = frame.groupby("lesion_id", sort=False).mean()
+    lesions = table.drop_duplicates("lesion_id").set_index("lesion_id").loc[means.index].reset_index()
+    values = means.to_numpy()
+    return lesions, values[:, 0] if values.shape[1] == 1 else values
+
+
+def calibration_quality(truth: np.ndarray, probabilities: np.ndarray, labels: np.ndarray,
+                        task: str) -> dict[str, float]:
+    """ECE and Brier score of the malignant score (and of the top class for 7 classes)."""
+    score = np.clip(malignant_score(probabilities, task), 0, 1)
+    quality = {"malignant_score_ece": expected_calibration_error(truth, score),
+               "malignant_score_brier": brier_score(truth, score)}
+    if task == "multiclass":
+        quality["top_class_ece"] = expected_calibration_error(
+            probabilities.argmax(axis=1) == labels, probabilities.max(axis=1))
+    return quality
+
+
+def evaluate_predictions(labels: np.ndarray, probabilities: np.ndarray, lesion_ids: np.ndarray,
+                         task: str, thresholds: dict[str, float], raw_probabilities: np.ndarray | None = None,
+                         samples: int = BOOTSTRAP_SAMPLES, seed: int = 0) -> dict:
+    """All test metrics for one set of (calibrated) predictions of images or lesions.
+
+    ``thresholds`` names the operating points to report (e.g. tuned and 0.5);
+    ``raw_probabilities`` are the uncalibrated outputs, for the calibration comparison.
+    """
+    labels = np.asarray(labels)
+    truth = malignant_of_labels(labels, task)
+    score = malignant_score(probabilities, task)
+
+    def screening(indices: np.ndarray) -> dict[str, float]:
+        values = ranking_metrics(truth[indices], score[indices])
+        for name, threshold in thresholds.items():
+            values.update({f"{key}@{name}": value for key, value in
+                           rates_at(truth[indices], score[indices], threshold).items()})
+        return values
+
+    everything = np.arange(len(labels))
+    raw = probabilities if raw_probabilities is None else raw_probabilities
+    result = {
+        "cases": int(len(labels)), "malignant": int(truth.sum()),
+        "thresholds": thresholds,
+        "binary": with_intervals(screening(everything), cluster_bootstrap(screening, lesion_ids, samples, seed)),
+        "confusion_matrix": {name: metrics.confusion_matrix(truth, (score >= t).astype(int), labels=[0, 1]).tolist()
+                             for name, t in thresholds.items()},
+        "calibration": {"calibrated": calibration_quality(truth, probabilities, labels, task),
+                        "uncalibrated": calibration_quality(truth, raw, labels, task)},
+    }
+    if task == "multiclass":
+        result.update(multiclass_metrics(labels, probabilities, lesion_ids, samples, seed))
+    return result
+
+
+def multiclass_metrics(labels: np.ndarray, probabilities: np.ndarray, lesion_ids: np.ndarray,
+                       samples: int, seed: int) -> dict:
+    """Accuracy, balanced accuracy and macro ROC-AUC (with intervals), per-class report and the
+    7x7 confusion matrix."""
+    names = list(class_names("multiclass"))
+    predicted = np.asarray(probabilities).argmax(axis=1)
+
+    def summary(indices: np.ndarray) -> dict[str, float]:
+        present = np.unique(labels[indices])
+        macro = (metrics.roc_auc_score(labels[indices], probabilities[indices], multi_class="ovr",
+                                       average="macro", labels=range(len(names)))
+                 if len(present) == len(names) else float("nan"))
+        return {"accuracy": metrics.accuracy_score(labels[indices], predicted[indices]),
+                "balanced_accuracy": metrics.balanced_accuracy_score(labels[indices], predicted[indices]),
+                "macro_roc_auc": macro}
+
+    everything = np.arange(len(labels))
+    return {
+        "multiclass": with_intervals(summary(everything), cluster_bootstrap(summary, lesion_ids, samples, seed)),
+        "per_class": metrics.classification_report(labels, predicted, labels=range(len(names)),
+                                                   target_names=names, output_dict=True, zero_division=0),
+        "class_confusion_matrix": metrics.confusion_matrix(labels, predicted, labels=range(len(names))).tolist(),
+    }
+
+
+def plot_test_results(run: RunLayout, tag: str, result: dict, labels: np.ndarray,
+                      probabilities: np.ndarray, raw: np.ndarray, task: str) -> None:
+    """ROC and precision-recall curves with the operating points, confusion matrices, score
+    histograms, per-class ROC curves (7 classes) and the reliability diagram."""
+    thresholds, binary = result["thresholds"], result["binary"]
+    truth = malignant_of_labels(labels, task)
+    score = malignant_score(probabilities, task)
+    level = f"test split, {result['level']} level"
+
+    def rate(key: str, name: str) -> float:
+        return binary[f"{key}@{name}"]["value"] or 0.0
+
+    points = {f"threshold {name} ({t:.3f})": (rate("specificity", name), rate("sensitivity", name))
+              for name, t in thresholds.items()}
+    false_positive_rate, true_positive_rate, _ = metrics.roc_curve(truth, score)
+    save_figure(roc_figure(false_positive_rate, true_positive_rate, binary["roc_auc"]["value"], points,
+                           f"ROC curve, malignant vs benign ({level})"), run.test_plot("roc", tag))
+    precision, recall, _ = metrics.precision_recall_curve(truth, score)
+    pr_points = {f"threshold {name} ({t:.3f})": (rate("sensitivity", name), rate("ppv", name))
+                 for name, t in thresholds.items()}
+    save_figure(precision_recall_figure(recall, precision, binary["pr_auc"]["value"], truth.mean(),
+                                        pr_points, f"Precision-recall curve ({level})"),
+                run.test_plot("precision_recall", tag))
+    first = next(iter(thresholds))
+    save_figure(confusion_matrix_figure(np.array(result["confusion_matrix"][first]), ["benign", "malignant"],
+                                        f"Confusion matrix at threshold {first} = {thresholds[first]:.3f} ({level})"),
+                run.test_plot("confusion_matrix", tag))
+    groups = np.array(["malignant" if t else "benign" for t in truth])
+    if task == "multiclass":
+        names = class_names(task)
+        groups = np.array([names[label] for label in labels])
+        save_figure(confusion_matrix_figure(np.array(result["class_confusion_matrix"]), list(names),
+                                            f"Confusion matrix, top class ({level})"),
+                    run.test_plot("confusion_matrix_classes", tag))
+        curves = {}
+        for index, name in enumerate(names):
+            if len(np.unique(labels == index)) == 2:
+                fpr, tpr, _ = metrics.roc_curve(labels == index, probabilities[:, index])
+                curves[name] = (fpr, tpr, metrics.roc_auc_score(labels == index, probabilities[:, index]))
+        save_figure(per_class_roc_figure(curves, f"ROC curve per diagnosis, one vs rest ({level})"),
+                    run.test_plot("roc_per_class", tag))
+    save_figure(score_histogram_figure(score, groups, thresholds,
+                                       f"Malignant score by true class ({level})"),
+                run.test_plot("score_histogram", tag))
+    curves = {}
+    for name, values in (("uncalibrated", raw), ("calibrated", probabilities)):
+        clipped = np.clip(malignant_score(values, task), 0, 1)
+        fraction, mean_predicted = calibration_curve(truth, clipped, n_bins=10)
+        curves[name] = (mean_predicted, fraction, result["calibration"][name]["malignant_score_ece"])
+    save_figure(reliability_figure(curves, f"Reliability of the malignant score ({level})"),
+                run.test_plot("reliability", tag))
+
+
+def evaluate_run(run: RunLayout, tta: bool = False, lesion_level: bool = False,
+                 bootstrap: int = BOOTSTRAP_SAMPLES, batch_size: int = PREDICTION_BATCH, force: bool = False) -> dict:
+    """Predict the test split once with the run's best model and write metrics, predictions
+    and plots into the run folder (file names tagged ``_lesion``/``_tta`` for the variants)."""
+    tag = ("_lesion" if lesion_level else "") + ("_tta" if tta else "")
+    for path in (run.test_metrics(tag), run.test_predictions(tag)):
+        refuse_overwrite(path, force, "Evaluation result")
+    description = read_json(run.config, "Training config")
+    task, settings = description["task"], description["settings"]
+    predictor = from_run(run)
+    for note in predictor.notes:
+        log.warning(note)
+    thresholds = {"tuned": predictor.threshold, "0.5": 0.5} if predictor.threshold_record else {"0.5": 0.5}
+
+    size = (predictor.img_size, predictor.img_size)
+    split_file = description["split_file"]
+    images = load_split_images(read_split(Path(split_file)), "test", size, Path(settings["cache_dir"]),
+                               split_file)
+    log.info("Scoring %d test images at %dx%d, the model's input size%s", len(images.table), *size,
+             ", averaged over 4 flips" if tta else "")
+    raw, probabilities = predict_split(predictor, images, batch_size, tta)
+    table = images.table.assign(label=labels_of(images.table["dx"], task))
+
+    predictions = table[["image_id", "lesion_id", "dx", "label", "image_path"]].copy()
+    predictions["malignant_score"] = malignant_score(probabilities, task)
+    if task == "multiclass":
+        for index, name in enumerate(class_names(task)):
+            predictions[f"prob_{name}"] = probabilities[:, index]
+    for name, threshold in thresholds.items():
+        predictions[f"malignant@{name}"] = (predictions["malignant_score"] >= threshold).astype(int)
+
+    cases, case_probabilities, case_raw = table, probabilities, raw
+    if lesion_level:
+        cases, case_probabilities = aggregate_lesions(table, probabilities)
+        case_raw = aggregate_lesions(table, raw)[1]
+    result = evaluate_predictions(cases["label"].to_numpy(), case_probabilities, cases["lesion_id"].to_numpy(),
+                                  task, thresholds, case_raw, samples=bootstrap)
+    result.update({"level": "lesion" if lesion_level else "image", "tta": tta,
+                   "model": str(run.best_model), "split_file": split_file, "task": task,
+                   "img_size": predictor.img_size, "calibration_method": predictor.calibration.method,
+                   "threshold_source": str(run.threshold) if predictor.threshold_record else None,
+                   "excluded_images": images.unusable, "bootstrap_samples": bootstrap,
+                   "images": int(len(table)), "lesions": int(table["lesion_id"].nunique())})
+
+    plot_test_results(run, tag, result, cases["label"].to_numpy(), case_probabilities, case_raw, task)
+    result["metrics_file"] = str(run.test_metrics(tag))
+    write_text_atomic(run.test_predictions(tag), predictions.to_csv(index=False))
+    write_json_atomic(run.test_metrics(tag), result)
+    return result

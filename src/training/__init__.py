@@ -1,0 +1,2 @@
+"""Training: settings and their defaults, devices and precision, callbacks and the two-phase
+trainer."""

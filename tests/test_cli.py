@@ -1,0 +1,106 @@
+"""The command line: fast --help, help for every flag, one-line user errors, tracebacks for bugs,
+no TensorFlow start-up noise, and files readable by colleagues."""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import stat
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO, SCRIPTS, run_script
+
+SCRIPT_FILES = sorted(SCRIPTS.glob("*.py"))
+
+HELP_WITHOUT_TENSORFLOW = """
+import runpy, sys
+sys.argv = [sys.argv[1], "--help"]
+try:
+    runpy.run_path(sys.argv[0], run_name="__main__")
+except SystemExit:
+    pass
+heavy = sorted(name for name in ("tensorflow", "keras", "cv2", "sklearn") if name in sys.modules)
+print("HEAVY", heavy)
+"""
+
+
+@pytest.mark.parametrize("script", SCRIPT_FILES, ids=lambda path: path.name)
+def test_help_answers_without_loading_tensorflow(script):
+    result = subprocess.run([sys.executable, "-c", HELP_WITHOUT_TENSORFLOW, str(script)], cwd=REPO,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "usage:" in result.stdout and "--debug" in result.stdout
+    assert "HEAVY []" in result.stdout, f"{script.name} --help imports {result.stdout.splitlines()[-1]}"
+
+
+def load_parser(script):
+    spec = importlib.util.spec_from_file_location(script.stem.replace("0", "s0", 1), script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.build_parser()
+
+
+@pytest.mark.parametrize("script", SCRIPT_FILES, ids=lambda path: path.name)
+def test_every_flag_has_help_text(script):
+    parser = load_parser(script)
+    undocumented = [action.option_strings or [action.dest] for action in parser._actions
+                    if not action.help and not isinstance(action, argparse._HelpAction)]
+    assert undocumented == [], f"{script.name}: flags without help: {undocumented}"
+
+
+def test_model_flags_do_not_mean_two_things():
+    train = {flag for action in load_parser(SCRIPTS / "03_train.py")._actions for flag in action.option_strings}
+    infer = {flag for action in load_parser(SCRIPTS / "06_infer.py")._actions for flag in action.option_strings}
+    assert "--model" in train and "--model" not in infer and "--model-file" in infer
+
+
+def test_user_errors_are_one_line_and_debug_shows_the_traceback(tmp_path):
+    missing = tmp_path / "nowhere"
+    result = run_script("05_evaluate.py", "--outputs-dir", missing, check=False)
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith("error: No training run at") and "Traceback" not in result.stderr
+    debug = run_script("05_evaluate.py", "--outputs-dir", missing, "--debug", check=False)
+    assert debug.returncode != 0 and "Traceback" in debug.stderr and "MissingFileError" in debug.stderr
+
+
+def test_bad_numbers_are_refused_by_the_parser_naming_the_flag(tmp_path):
+    result = run_script("05_evaluate.py", "--outputs-dir", tmp_path, "--bootstrap", "-1", check=False)
+    assert result.returncode == 2 and "--bootstrap: -1 is not a number >= 0" in result.stderr
+    result = run_script("04_tune_threshold.py", "--outputs-dir", tmp_path, "--target-sensitivity", "0",
+                        check=False)
+    assert result.returncode == 2 and "--target-sensitivity: 0 is not a number > 0 and <= 1" in result.stderr
+
+
+def test_a_bug_keeps_its_traceback():
+    code = ("import sys\nsys.argv = ['x']\nfrom src import cli\n"
+            "def build():\n    return cli.parser('x')\n"
+            "def main(args):\n    return {}['missing']\n"
+            "cli.run(build, main, tensorflow=False)\n")
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 1 and "Traceback" in result.stderr and "KeyError: 'missing'" in result.stderr
+
+
+NOISE = ("absl::InitializeLog", "oneDNN", "cuInit", "cuda", "cpu_feature_guard", "rebuild TensorFlow")
+
+
+def test_tensorflow_start_up_is_quiet_and_debug_shows_it(tmp_path):
+    env = {key: value for key, value in os.environ.items() if key != "TF_CPP_MIN_LOG_LEVEL"}
+    result = subprocess.run([sys.executable, str(SCRIPTS / "05_evaluate.py"), "--outputs-dir", str(tmp_path)],
+                            cwd=REPO, capture_output=True, text=True, env=env)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert not [word for word in NOISE if word in result.stderr]
+    debug = subprocess.run([sys.executable, str(SCRIPTS / "05_evaluate.py"), "--outputs-dir", str(tmp_path),
+                            "--debug"], cwd=REPO, capture_output=True, text=True, env=env)
+    assert "TensorFlow start-up messages" in debug.stderr
+
+
+def test_written_files_follow_the_umask(sample_dir, tmp_path):
+    code = (f"import os, sys, runpy\nos.umask(0o022)\n"
+            f"sys.argv = ['02_prepare_split.py', '--data-dir', {str(sample_dir)!r}, '--out-dir', {str(tmp_path / 'split')!r}]\n"
+            f"runpy.run_path({str(SCRIPTS / '02_prepare_split.py')!r}, run_name='__main__')\n")
+    subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, check=False)
+    modes = {path.name: stat.S_IMODE(path.stat().st_mode) for path in (tmp_path / "split").iterdir()}
+    assert modes == {"split.csv": 0o644, "split_summary.json": 0o644}
