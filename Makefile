@@ -6,15 +6,24 @@ PY := $(VENV)/bin/python
 SAMPLE_DIR := data/sample
 DEMO_OUT := outputs/demo
 
-.PHONY: install demo test clean-demo
+.PHONY: install lock demo test test-fast clean-demo
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: setup.py requirements.txt
+# The tested versions from the lock file, then this package itself without resolving again.
+$(VENV)/.installed: setup.py requirements.txt requirements-lock.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[test]"
+	$(PY) -m pip install --quiet -r requirements-lock.txt
+	$(PY) -m pip install --quiet --no-deps -e .
 	touch $@
+
+# Re-resolve requirements.txt (ranges) and record the versions in requirements-lock.txt.
+lock:
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/pip install --quiet --upgrade pip && .lock-venv/bin/pip install --quiet -e ".[test]"
+	{ head -2 requirements-lock.txt; .lock-venv/bin/pip freeze --exclude-editable; } > requirements-lock.txt.new
+	mv requirements-lock.txt.new requirements-lock.txt && rm -rf .lock-venv
 
 $(SAMPLE_DIR)/HAM10000_metadata.csv: | $(VENV)/.installed
 	$(PY) scripts/00_make_sample_data.py --out-dir $(SAMPLE_DIR)
@@ -33,6 +42,10 @@ demo: install $(SAMPLE_DIR)/HAM10000_metadata.csv
 
 test: install
 	$(PY) -m pytest
+
+# The inner loop: everything but the end-to-end training tests (about a minute).
+test-fast: install
+	$(PY) -m pytest -m "not slow"
 
 clean-demo:
 	rm -rf $(SAMPLE_DIR) $(DEMO_OUT)

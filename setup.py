@@ -11,7 +11,7 @@ requirements = [
 
 setup(
     name="skin-lesion-cnn",
-    version="0.1.0",
+    version="0.2.0",
     description="Lesion-level HAM10000 splits, fast tf.data pipelines and transfer learning "
                 "for dermoscopic skin-lesion classification",
     long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
@@ -19,5 +19,5 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["src", "src.*"]),
     install_requires=requirements,
-    extras_require={"test": ["pytest>=8"]},
+    extras_require={"test": ["pytest>=8", "playwright>=1.45"]},
 )

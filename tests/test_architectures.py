@@ -166,3 +166,9 @@ def test_local_weights_file_is_loaded_into_the_backbone(tmp_path):
     backbone = model.get_layer("backbone")
     for mine, theirs in zip(backbone.weights, donor.weights):
         np.testing.assert_array_equal(mine.numpy(), theirs.numpy())
+
+
+def test_every_architecture_without_weights_has_a_builder():
+    from src.models.backbones import SCRATCH_BACKBONES
+
+    assert {name for name, spec in ARCHITECTURES.items() if not spec.pretrained} == set(SCRATCH_BACKBONES)

@@ -20,11 +20,13 @@ class Architecture:
     ``preprocessing`` names the scheme of ``keras.applications.<module>.preprocess_input``:
     ``caffe`` (RGB to BGR, ImageNet mean subtracted), ``tf`` (scaled to [-1, 1]), ``torch`` (to
     [0, 1], then ImageNet mean and std), ``builtin`` (the backbone normalises raw pixels itself,
-    as EfficientNet does) or ``unit`` (scaled to [0, 1], for the CNN trained from scratch).
+    as EfficientNet does) or ``unit`` (scaled to [0, 1], for the CNNs trained from scratch,
+    whose builders are ``src.models.backbones.SCRATCH_BACKBONES``). Their "fine-tuning" rate is
+    their full rate: with nothing pretrained to protect, phase 2 is simply training.
     """
 
     name: str
-    keras_class: str | None  # constructor in keras.applications; None for the simple CNN
+    keras_class: str | None  # constructor in keras.applications; None for the CNNs trained from scratch
     keras_module: str | None  # keras.applications module whose preprocess_input is matched
     input_size: int
     preprocessing: str
@@ -45,7 +47,8 @@ class Architecture:
 ARCHITECTURES: dict[str, Architecture] = {
     spec.name: spec
     for spec in (
-        Architecture("simple_cnn", None, None, 128, "unit", 1e-3, 1e-4, -1, ("cnn", "simplecnn")),
+        Architecture("simple_cnn", None, None, 128, "unit", 1e-3, 1e-3, -1, ("cnn", "simplecnn")),
+        Architecture("vgg_scratch", None, None, 64, "unit", 2e-3, 2e-3, -1, ("vgg_cpu", "scratch_vgg")),
         Architecture("resnet50", "ResNet50", "resnet50", 224, "caffe", 1e-3, 1e-4, 30),
         Architecture("vgg16", "VGG16", "vgg16", 224, "caffe", 1e-4, 1e-5, 4),
         Architecture("inception_v3", "InceptionV3", "inception_v3", 299, "tf", 1e-3, 1e-4, 62),
