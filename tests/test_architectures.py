@@ -26,7 +26,7 @@ def test_common_spellings_resolve(alias, name):
 
 
 def test_unknown_architecture_lists_choices():
-    with pytest.raises(ConfigError, match="choose one of: simple_cnn, resnet50"):
+    with pytest.raises(ConfigError, match="choose one of: simple_cnn, vgg_scratch, resnet50"):
         get_architecture("alexnet")
 
 
