@@ -173,3 +173,19 @@ def reliability_figure(curves: dict[str, tuple[np.ndarray, np.ndarray, float]],
     axis.set_title(title)
     axis.legend(fontsize=8)
     return figure
+
+
+def explanation_figure(rows: list[tuple[np.ndarray, np.ndarray, str]], title: str) -> plt.Figure:
+    """Rows of (original image | heatmap overlay), each with its caption above it."""
+    figure, axes = plt.subplots(len(rows), 2, figsize=(6.4, 3.35 * len(rows)), squeeze=False)
+    for (original, blended, caption), (left, right) in zip(rows, axes):
+        left.imshow(original)
+        right.imshow(blended)
+        left.set_title(caption, fontsize=8, loc="left")
+        for axis, label in ((left, "image"), (right, "where the model looked")):
+            axis.set_xticks([])
+            axis.set_yticks([])
+            axis.set_xlabel(label, fontsize=8)
+    figure.suptitle(title, fontsize=10)
+    figure.tight_layout()
+    return figure

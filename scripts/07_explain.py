@@ -1,0 +1,61 @@
+#!/usr/bin/env python
+"""Show where a trained model looked: Grad-CAM (or saliency) maps over the images it scored.
+
+By default the run's best model explains its most telling test images — for binary models the
+most confident true positives, false positives, false negatives and true negatives at the tuned
+threshold, for 7-class models the most confident correct and wrong predictions per diagnosis —
+into <run>/explain/: one grid per group (image | heatmap, with the true label, the score and
+the threshold), one PNG per image and a CSV listing them. --images explains chosen files,
+folders or CSV lists instead (as 06_infer.py reads them); --model-file explains with a copied
+.h5 file (output beside it in explain/).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from src import cli
+
+METHODS = ("gradcam", "saliency")
+
+
+def build_parser():
+    parser = cli.parser(__doc__)
+    cli.add_run_arguments(parser)
+    parser.add_argument("--model-file", metavar="H5", help="explain with this .h5 model file instead of a run's")
+    parser.add_argument("--images", nargs="+", metavar="PATH",
+                        help="explain these images, folders or CSV lists instead of test images")
+    parser.add_argument("--metadata", metavar="CSV",
+                        help="HAM10000-style metadata for --images, for models that use it")
+    parser.add_argument("--method", choices=METHODS, default="gradcam",
+                        help="gradcam (class activation of the last feature map) or saliency (input "
+                             "gradients) (default: %(default)s)")
+    parser.add_argument("--per-group", type=cli.positive_int, default=4,
+                        help="test images explained per group (default: %(default)s)")
+    parser.add_argument("--force", action="store_true", help="replace earlier explanations")
+    return parser
+
+
+def main(args) -> int:
+    import logging
+
+    from src.errors import ConfigError
+    from src.evaluation.explanations import explain_images, explain_test_cases
+    from src.evaluation.predictor import load_predictor
+
+    if args.model_file and not args.images:
+        raise ConfigError("--model-file has no test split of its own: give the images to explain with --images.")
+    run = None if args.model_file else cli.open_run(args)
+    predictor = load_predictor(run, args.model_file and Path(args.model_file))
+    if args.images:
+        out_dir = Path(args.model_file).parent / "explain" if args.model_file else run.explain_dir
+        listing = explain_images(predictor, [Path(p) for p in args.images], out_dir, args.method,
+                                 args.metadata and Path(args.metadata), args.force)
+    else:
+        out_dir = run.explain_dir
+        listing = explain_test_cases(run, predictor, args.method, args.per_group, args.force)
+    logging.info("Wrote %d explanation(s) and their grids to %s", len(listing), out_dir)
+    return 0
+
+
+if __name__ == "__main__":
+    cli.run(build_parser, main)

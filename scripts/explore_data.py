@@ -1,0 +1,51 @@
+#!/usr/bin/env python
+"""Explore a HAM10000 folder: a Markdown report with figures of what the data holds.
+
+Writes into --out-dir: report.md and the PNG figures it embeds: images and lesions per
+diagnosis (class_counts.png), images per lesion, age, sex and lesion site by diagnosis (when
+the data has that metadata; the class-folder layout has none), image sizes (read from the file
+headers), one example image per diagnosis and, with --split-file (or the class-folder layout's
+split folders), each diagnosis's share per split. The report gives every figure's numbers in
+tables. Figures and report are written atomically, the report last; an existing report is only
+replaced with --force.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from src import cli, layout
+
+
+def build_parser():
+    parser = cli.parser(__doc__)
+    parser.add_argument("--data-dir", default=str(layout.HAM10000_DIR),
+                        help="dataset folder, Kaggle or class-folder layout (default: %(default)s)")
+    parser.add_argument("--split-file", metavar="FILE",
+                        help="split.csv from scripts/02_prepare_split.py: adds the shares per split")
+    parser.add_argument("--out-dir", required=True, metavar="DIR",
+                        help="where report.md and the figures go")
+    parser.add_argument("--force", action="store_true", help="replace an existing report.md")
+    return parser
+
+
+def main(args) -> int:
+    from src.data.dataset import load_dataset
+    from src.data.explore import check_split_matches, write_report
+    from src.data.split import read_split
+
+    dataset = load_dataset(Path(args.data_dir))
+    split = None
+    if args.split_file:
+        split = read_split(Path(args.split_file))
+        check_split_matches(dataset.table, split, Path(args.split_file))
+    logging.info("%d images of %d lesions in %s", len(dataset.table),
+                 dataset.table["lesion_id"].nunique(), dataset.source_dir)
+    report = write_report(dataset, Path(args.out_dir), split,
+                          f"`{args.split_file}`" if args.split_file else None, args.force)
+    logging.info("Wrote %s", report)
+    return 0
+
+
+if __name__ == "__main__":
+    cli.run(build_parser, main, tensorflow=False)

@@ -1,0 +1,143 @@
+"""Explanations: the heatmaps point where the evidence is, for every architecture, and
+07_explain.py writes the figures a person would show."""
+from __future__ import annotations
+
+import json
+
+import cv2
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+
+from src.evaluation.explain import explain, gradcam, saliency
+from src.models.architectures import ARCHITECTURES
+from src.models.factory import SkinLesionCNN
+from tests.conftest import run_script
+
+SIZE = 32
+ROWS, COLUMNS = slice(0, 16), slice(16, 32)  # the top-right quadrant: catches swapped axes too
+
+
+def region_only_model() -> keras.Model:
+    """Our model's shape (image -> backbone -> pooling -> prediction), but the backbone's
+    features are zero outside the top-right quadrant, so the output depends on it alone."""
+    pixels = keras.Input((SIZE, SIZE, 3))
+    features = keras.layers.Conv2D(4, 3, padding="same", activation="relu")(pixels)
+    features = keras.layers.Cropping2D(((0, 16), (16, 0)))(features)
+    features = keras.layers.ZeroPadding2D(((0, 16), (16, 0)))(features)
+    backbone = keras.Model(pixels, features, name="backbone")
+    image = keras.Input((SIZE, SIZE, 3), name="image")
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(backbone(keras.layers.Rescaling(1 / 255)(image)))
+    output = keras.layers.Dense(1, activation="sigmoid", name="prediction")(x)
+    model = keras.Model(image, output)
+    backbone.layers[1].set_weights([np.abs(backbone.layers[1].get_weights()[0]), np.full(4, 0.1)])
+    model.get_layer("prediction").set_weights([np.ones((4, 1)), np.zeros(1)])
+    return model
+
+
+@pytest.mark.parametrize("method", ["gradcam", "saliency"])
+def test_a_model_that_reads_one_region_gets_its_heat_there(method):
+    images = np.random.default_rng(0).integers(0, 256, (3, SIZE, SIZE, 3)).astype("float32")
+    heat = explain(region_only_model(), images, method)
+    assert heat.shape == (3, SIZE, SIZE) and np.isfinite(heat).all()
+    inside = heat[:, 2:14, 18:30].mean()  # away from the upsampling blur at the edge
+    outside = np.concatenate([heat[:, 20:, :].ravel(), heat[:, :, :12].ravel()]).mean()
+    assert inside > 0.3 and outside < 0.1 * inside, (inside, outside)
+
+
+def test_metadata_and_mixed_precision_models_are_explained():
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 256, (2, SIZE, SIZE, 3)).astype("float32")
+    with_metadata = SkinLesionCNN("simple_cnn", weights="none", img_size=SIZE, metadata_features=3).build()
+    assert np.isfinite(gradcam(with_metadata, images, metadata=np.zeros((2, 3), "float32"))).all()
+    with pytest.raises(ValueError, match="metadata input"):
+        gradcam(with_metadata, images)
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        mixed = SkinLesionCNN("vgg_scratch", "multiclass", weights="none", img_size=SIZE).build()
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    heat = gradcam(mixed, images, class_index=np.array([0, 4]))
+    assert heat.dtype == np.float32 and np.isfinite(heat).all() and heat.shape == (2, SIZE, SIZE)
+
+
+@pytest.mark.slow
+def test_every_architecture_gives_a_finite_map_of_the_input_size():
+    images = np.random.default_rng(2).integers(0, 256, (2, 80, 80, 3)).astype("float32")
+    for name in ARCHITECTURES:
+        model = SkinLesionCNN(name, weights="none", img_size=80).build()
+        for method in ("gradcam", "saliency"):
+            heat = explain(model, images, method)
+            assert heat.shape == (2, 80, 80) and np.isfinite(heat).all(), (name, method)
+            assert heat.min() >= 0 and heat.max() <= 1, (name, method)
+        keras.backend.clear_session()
+
+
+@pytest.fixture(scope="module")
+def trained(sample_dir, tmp_path_factory):
+    """A model that has learned the sample data (validation ROC-AUC near 1)."""
+    outputs = tmp_path_factory.mktemp("explain")
+    run_script("02_prepare_split.py", "--data-dir", sample_dir, "--out-dir", outputs / "split")
+    run_script("03_train.py", "--split-file", outputs / "split/split.csv", "--outputs-dir", outputs,
+               "--architecture", "vgg_scratch", "--weights", "none", "--img-size", 64, "--skip-phase1",
+               "--epochs2", 8, "--schedule", "cosine", "--early-stopping-patience", 8)
+    run_script("04_tune_threshold.py", "--outputs-dir", outputs)
+    return outputs, (outputs / "latest").resolve()
+
+
+def lesion_and_surrounding_skin(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The drawn lesion (pixels far from the skin colour at the frame's edge) and a band of
+    skin around it."""
+    border = np.concatenate([image[:8].reshape(-1, 3), image[-8:].reshape(-1, 3)])
+    distance = np.linalg.norm(image.astype(float) - np.median(border, axis=0), axis=-1)
+    lesion = cv2.morphologyEx((distance > 40).astype(np.uint8), cv2.MORPH_OPEN, np.ones((5, 5), np.uint8))
+    around = cv2.dilate(lesion, np.ones((41, 41), np.uint8)) - cv2.dilate(lesion, np.ones((9, 9), np.uint8))
+    return lesion.astype(bool), around.astype(bool)
+
+
+@pytest.mark.slow
+def test_explain_writes_grids_and_the_heat_is_on_the_lesions(trained):
+    from src.evaluation.explanations import DISPLAY_SIZE, decoded
+    from src.evaluation.predictor import from_run
+    from src.layout import open_run
+
+    outputs, run = trained
+    result = run_script("07_explain.py", "--outputs-dir", outputs)
+    listing = pd.read_csv(run / "explain/gradcam_test_cases.csv", keep_default_na=False)
+    assert "Wrote" in result.stderr and set(listing["group"]) <= {"true_positive", "false_positive",
+                                                                 "false_negative", "true_negative"}
+    for group in set(listing["group"]):
+        assert (run / f"explain/gradcam_{group}.png").stat().st_size > 10_000
+    assert all((run / "explain" / name).is_file() for name in listing["file"])
+    threshold = json.loads((run / "threshold.json").read_text())["threshold"]
+    assert np.allclose(listing["threshold"], threshold)
+    positives = listing[listing["group"] == "true_positive"]
+    assert (positives["score"] >= threshold).all() and positives["score"].is_monotonic_decreasing
+
+    predictor = from_run(open_run(run))
+    cases = listing[listing["group"] == "true_positive"]
+    heat = gradcam(predictor.model, decoded(cases["image_path"].tolist(), predictor.img_size),
+                   class_index=np.ones(len(cases), int))
+    shown = decoded(cases["image_path"].tolist(), DISPLAY_SIZE)
+    ratios = []
+    for image, heatmap in zip(shown, heat):
+        lesion, around = lesion_and_surrounding_skin(image)
+        large = cv2.resize(heatmap, (DISPLAY_SIZE, DISPLAY_SIZE))
+        ratios.append(large[lesion].mean() / max(large[around].mean(), 1e-6))
+    assert len(ratios) >= 3 and min(ratios) > 1.1, ratios  # every lesion hotter than the skin around it
+
+
+@pytest.mark.slow
+def test_explain_chosen_images_and_refuse_to_overwrite(trained, sample_dir, tmp_path):
+    outputs, run = trained
+    images = sorted((sample_dir / "HAM10000_images_part_1").iterdir())[:3]
+    (tmp_path / "broken.jpg").write_text("not an image")
+    run_script("07_explain.py", "--outputs-dir", outputs, "--images", *images, tmp_path / "broken.jpg",
+               "--method", "saliency")
+    listing = pd.read_csv(run / "explain/saliency_chosen.csv", keep_default_na=False)
+    assert list(listing["image_path"]) == [str(p) for p in images]
+    assert (run / "explain/saliency_chosen.png").is_file()
+    again = run_script("07_explain.py", "--outputs-dir", outputs, "--images", images[0], "--method",
+                       "saliency", check=False)
+    assert again.returncode == 2 and "--force" in again.stderr
