@@ -32,13 +32,15 @@ $(SAMPLE_DIR)/HAM10000_metadata.csv: | $(VENV)/.installed
 # a CPU). Each run adds a new folder under outputs/demo/runs/; outputs/demo/latest points to it.
 demo: install $(SAMPLE_DIR)/HAM10000_metadata.csv
 	$(PY) scripts/02_prepare_split.py --data-dir $(SAMPLE_DIR) --out-dir $(DEMO_OUT)/split
+	$(PY) scripts/explore_data.py --data-dir $(SAMPLE_DIR) --split-file $(DEMO_OUT)/split/split.csv \
+		--out-dir $(DEMO_OUT)/explore --force
 	$(PY) scripts/03_train.py --split-file $(DEMO_OUT)/split/split.csv --outputs-dir $(DEMO_OUT) \
-		--architecture simple_cnn --weights none --img-size 96 \
-		--epochs1 1 --epochs2 9 --fine-tune-learning-rate 1e-3
+		--architecture simple_cnn --weights none --img-size 96 --epochs1 1 --epochs2 9
 	$(PY) scripts/04_tune_threshold.py --outputs-dir $(DEMO_OUT)
 	$(PY) scripts/05_evaluate.py --outputs-dir $(DEMO_OUT)
 	$(PY) scripts/06_infer.py $(SAMPLE_DIR)/HAM10000_images_part_2 --outputs-dir $(DEMO_OUT)
-	@echo "Done. Results: $(DEMO_OUT)/latest/ (test_metrics.json, predictions.csv, plots/)"
+	$(PY) scripts/07_explain.py --outputs-dir $(DEMO_OUT)
+	@echo "Done. Results: $(DEMO_OUT)/latest/ (model_card.md, test_metrics.json, plots/, explain/)"
 
 test: install
 	$(PY) -m pytest

@@ -109,7 +109,7 @@ def precision_recall_figure(recall, precision, average_precision: float, prevale
     axis.set_xlim(0, 1.01)
     axis.set_ylim(0, 1.01)
     axis.set_title(title)
-    axis.legend(fontsize=7, loc="upper right")
+    axis.legend(fontsize=7, loc="lower left")
     return figure
 
 
@@ -135,7 +135,8 @@ def score_histogram_figure(scores: np.ndarray, groups: np.ndarray, thresholds: d
     sns.histplot(frame, x="score", hue="true class", bins=np.linspace(0, 1, 41), stat="density",
                  common_norm=False, element="step", ax=axis)
     for (name, threshold), style in zip(thresholds.items(), ("--", ":", "-.")):
-        axis.axvline(threshold, color="black", lw=0.9, ls=style, label=f"threshold {name} = {threshold:.3f}")
+        label = f"tuned threshold {threshold:.3f}" if name == "tuned" else f"threshold {threshold:.3f}"
+        axis.axvline(threshold, color="black", lw=0.9, ls=style, label=label)
     handles, labels = axis.get_legend_handles_labels()
     legend = axis.get_legend()
     if legend is not None:

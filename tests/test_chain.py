@@ -291,3 +291,28 @@ def test_a_metadata_model_scores_the_same_after_a_round_trip_and_without_metadat
     unknown = pd.read_csv(tmp_path / "c.csv", keep_default_na=False)
     assert (unknown["metadata_note"] == "age missing; sex unknown; localization unknown").all()
     assert (unknown["error"] == "").all() and unknown["malignant_score"].between(0, 1).all()
+
+
+def test_model_card_is_true_to_the_runs_files(evaluated):
+    import re
+
+    outputs, run, _ = evaluated
+    card = (run / "model_card.md").read_text()
+    metrics = json.loads((run / "test_metrics.json").read_text())
+
+    def row(name: str) -> str:
+        match = re.search(rf"^\| {re.escape(name)} \| (.+?) \|$", card, re.M)
+        assert match, name
+        return match.group(1)
+
+    for name, key in (("ROC-AUC", "roc_auc"), ("PR-AUC (average precision)", "pr_auc"),
+                      ("sensitivity", "sensitivity@tuned"), ("NPV", "npv@tuned")):
+        entry = metrics["binary"][key]
+        assert row(name) == f"{entry['value']:.3f} (95 % CI {entry['ci95'][0]:.3f}-{entry['ci95'][1]:.3f})"
+    after = metrics["calibration"]["calibrated"]
+    assert row("after calibration") == f"{after['malignant_score_ece']:.3f} | {after['malignant_score_brier']:.3f}"
+    predictions = pd.read_csv(run / "test_predictions.csv")
+    for dx, part in predictions.groupby("dx"):
+        assert re.search(rf"^\| {dx} \| .+ \| {len(part)} \| {part['malignant@tuned'].mean():.3f} \|", card, re.M), dx
+    tuned = json.loads((run / "threshold.json").read_text())["threshold"]
+    assert f"({tuned:.3f})" in card and "not a medical device" in card and "CC BY-NC 4.0" in card

@@ -17,6 +17,7 @@ from sklearn.calibration import calibration_curve
 
 from src.data.pipeline import IMAGE_INPUT, SplitImages, load_split_images, make_dataset
 from src.data.split import read_split
+from src.evaluation.model_card import write_model_card
 from src.evaluation.predictor import Predictor, from_run
 from src.io_utils import read_json, refuse_overwrite, write_json_atomic, write_text_atomic
 from src.labels import class_names, labels_of, malignant_of_labels, malignant_score
@@ -240,4 +241,6 @@ def evaluate_run(run: RunLayout, tta: bool = False, lesion_level: bool = False,
     result["metrics_file"] = str(run.test_metrics(tag))
     write_text_atomic(run.test_predictions(tag), predictions.to_csv(index=False))
     write_json_atomic(run.test_metrics(tag), result)
+    if not tag:  # the card reports the plain image-level evaluation
+        log.info("Model card: %s", write_model_card(run))
     return result
