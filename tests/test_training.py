@@ -124,6 +124,26 @@ def test_tensorboard_steps_count_epochs_from_one_with_the_epochs_learning_rate(b
     assert sorted(steps("validation", "confusion_matrix")) == [1, 2, 3, 4]
 
 
+def test_tensorboard_hparams_hold_the_settings_and_final_metrics(binary_run):
+    import tensorflow as tf
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    outputs, _ = binary_run
+    run = (outputs / "latest").resolve()
+    events = EventAccumulator(str(run / "logs/tensorboard"), size_guidance={"tensors": 0}).Reload()
+    content = next(iter(events.PluginTagToContent("hparams").values()))
+    session = plugin_data_pb2.HParamsPluginData.FromString(content).session_start_info
+    assert session.group_name == run.name
+    assert session.hparams["architecture"].string_value == "mobilenet_v2"
+    assert session.hparams["epochs1"].number_value == 2 and "split_file" not in session.hparams
+    config = json.loads((run / "training_config.json").read_text())
+    final = {tag: float(tf.make_ndarray(events.Tensors(tag)[0].tensor_proto))
+             for tag in events.Tags()["tensors"] if tag.startswith("final/")}
+    assert final["final/val_pr_auc"] == pytest.approx(config["best"]["val_pr_auc"])
+    assert final["final/best_epoch"] == config["best_epoch"]
+
+
 def test_run_files_are_readable_by_the_group_and_others(binary_run):
     outputs, _ = binary_run
     run = (outputs / "latest").resolve()

@@ -235,10 +235,10 @@ def run_row(path: Path, outputs_dir: Path | None = None) -> dict:
         values, found = test_columns(metrics) if not problem else ({}, [problem])
         row.update({key: value for key, value in values.items() if value is not None})
         problems += found
-    if status not in (None, "completed", "running"):
+    if status not in (None, "completed", "running", "pruned"):
         problems.append(f"unknown status {status!r}")
     row["status"] = ("broken: " + "; ".join(problems) if problems
-                     else "completed" if completed else "running or interrupted")
+                     else status if status in ("completed", "pruned") else "running or interrupted")
     return row
 
 

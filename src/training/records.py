@@ -93,3 +93,28 @@ class RunLog:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def hparams_of(settings: dict) -> dict:
+    """The settings TensorBoard's HParams tab compares: numbers, flags and names, no paths."""
+    paths = {"split_file", "outputs_dir", "cache_dir"}
+    return {key: value for key, value in settings.items()
+            if key not in paths and isinstance(value, (bool, int, float, str))}
+
+
+def log_hparams(tensorboard_dir: Path, run_name: str, settings: dict, metrics: dict | None = None) -> None:
+    """Record a run's settings (and, at the end, its final metrics) for the HParams plugin.
+
+    Each run folder's ``logs/tensorboard`` is one HParams session; its epoch scalars
+    (``train``/``validation``) and the ``final/...`` metrics written here appear beside the
+    settings, so ``tensorboard --logdir outputs`` compares runs in its HPARAMS tab.
+    """
+    import tensorflow as tf
+    from tensorboard.plugins.hparams import api as hp
+
+    with tf.summary.create_file_writer(str(tensorboard_dir)).as_default() as writer:
+        if metrics is None:
+            hp.hparams(hparams_of(settings), trial_id=run_name)
+        for name, value in (metrics or {}).items():
+            tf.summary.scalar(f"final/{name}", value, step=0)
+        writer.flush()

@@ -39,7 +39,7 @@ from src.training.callbacks import (AtomicBestCheckpoint, EpochRecorder, Resumab
                                     ValidationReport)
 from src.training.config import TrainConfig
 from src.training.devices import DeviceSetup, configure_devices
-from src.training.records import RunLog, provenance
+from src.training.records import RunLog, log_hparams, provenance
 
 log = logging.getLogger(__name__)
 
@@ -345,6 +345,8 @@ def finish_run(run: layout.RunLayout, config: TrainConfig, data: TrainingData,
         "calibration": calibration["method"],
     })
     write_json_atomic(run.config, description)
+    log_hparams(run.tensorboard_dir, run.root.name, config.as_dict(),
+                {**description["best"], "best_epoch": float(best["epoch"])})
     layout.OutputsLayout(Path(config.outputs_dir)).point_latest_at(run)
     log.info("Run complete: %s (best %s %.4f at epoch %d)", run.root, MONITOR, best[MONITOR],
              int(best["epoch"]))
@@ -358,16 +360,18 @@ def prepare(config: TrainConfig, devices: list[str] | None) -> tuple[DeviceSetup
 
 
 def train(config: TrainConfig, devices: list[str] | None = None,
-          extra_callbacks: list | None = None) -> layout.RunLayout:
+          extra_callbacks: list | None = None, record: dict | None = None) -> layout.RunLayout:
     """Train a new run; returns its layout. ``devices`` lists devices to mirror over;
-    ``extra_callbacks`` run after the project's own (a pruning callback, a test's probe)."""
+    ``extra_callbacks`` run after the project's own (a pruning callback, a test's probe);
+    ``record`` adds keys to ``training_config.json`` (a search trial's study and number)."""
     config = config.resolved()
     with RunLog() as run_log:
         setup, data = prepare(config, devices)
         run = layout.OutputsLayout(Path(config.outputs_dir)).new_run(config.architecture, config.task)
         run_log.attach(run.run_log)
         log.info("Run folder: %s", run.root)
-        write_json_atomic(run.config, describe_run(config, data, setup))
+        write_json_atomic(run.config, {**describe_run(config, data, setup), **(record or {})})
+        log_hparams(run.tensorboard_dir, run.root.name, config.as_dict())
         return train_run(run, config, setup, data, extra_callbacks or [])
 
 
