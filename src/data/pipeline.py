@@ -12,12 +12,15 @@ are never augmented, and the last partial batch is kept so no image is dropped.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import logging
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 import cv2
 import numpy as np
@@ -76,19 +79,33 @@ def cache_key(paths: list[str], size: tuple[int, int]) -> str:
     return digest.hexdigest()[:20]
 
 
+@contextlib.contextmanager
+def exclusive(lock_path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``lock_path``: processes that want the same cache (the
+    workers of a multi-worker run, parallel search trials) wait for the first to build it."""
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def load_or_build_cache(paths: list[str], size: tuple[int, int], cache_dir: Path,
                         description: str = "images") -> ImageCache:
     """The cache for ``paths`` at ``size``: reused if it exists, otherwise built once."""
     cache_dir = Path(cache_dir)
     stem = f"{description}_{size[0]}x{size[1]}_{cache_key(paths, size)}"
     array_path, manifest_path = cache_dir / f"{stem}.npy", cache_dir / f"{stem}.json"
-    if array_path.is_file() and manifest_path.is_file():
-        manifest = json.loads(manifest_path.read_text())
-        images = np.load(array_path, mmap_mode="r")
-        if images.shape[0] == len(paths) and manifest.get("paths") == list(paths):
-            return ImageCache(array_path, images,
-                              {int(row): error for row, error in manifest["failures"].items()})
-    return build_cache(paths, size, array_path, manifest_path, description)
+    with exclusive(cache_dir / f"{stem}.lock"):
+        if array_path.is_file() and manifest_path.is_file():
+            manifest = json.loads(manifest_path.read_text())
+            images = np.load(array_path, mmap_mode="r")
+            if images.shape[0] == len(paths) and manifest.get("paths") == list(paths):
+                return ImageCache(array_path, images,
+                                  {int(row): error for row, error in manifest["failures"].items()})
+        return build_cache(paths, size, array_path, manifest_path, description)
 
 
 def build_cache(paths: list[str], size: tuple[int, int], array_path: Path, manifest_path: Path,

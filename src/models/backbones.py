@@ -33,34 +33,37 @@ def resolve_weights(weights: str | None, spec: Architecture) -> str | None:
     return str(path.resolve())
 
 
-def simple_cnn_backbone(input_shape: tuple[int, int, int]) -> keras.Model:
+def simple_cnn_backbone(input_shape: tuple[int, int, int], synchronized: bool = False) -> keras.Model:
     """A small VGG-style CNN for CPU runs and training from scratch.
 
     BatchNormalization uses momentum 0.9 (Keras default 0.99) so its moving statistics settle
     within the few hundred steps of a small-dataset run; with 0.99 the inference-mode model
-    lags far behind the training-mode one for the first epochs.
+    lags far behind the training-mode one for the first epochs. With ``synchronized`` (training
+    on several replicas) the batch statistics are those of the global batch, so every replica
+    keeps the same moving statistics and the run matches a single-device one.
     """
     inputs = keras.Input(input_shape)
     x = inputs
     for block, filters in enumerate((32, 64, 128, 256), start=1):
         x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"conv{block}")(x)
-        x = keras.layers.BatchNormalization(momentum=0.9, name=f"bn{block}")(x)
+        x = keras.layers.BatchNormalization(momentum=0.9, synchronized=synchronized, name=f"bn{block}")(x)
         x = keras.layers.ReLU(name=f"relu{block}")(x)
         x = keras.layers.MaxPooling2D(name=f"pool{block}")(x)
     x = keras.layers.Conv2D(256, 3, padding="same", use_bias=False, name="conv5")(x)
-    x = keras.layers.BatchNormalization(momentum=0.9, name="bn5")(x)
+    x = keras.layers.BatchNormalization(momentum=0.9, synchronized=synchronized, name="bn5")(x)
     x = keras.layers.ReLU(name="relu5")(x)
     return keras.Model(inputs, x, name=BACKBONE_NAME)
 
 
-def vgg_backbone(input_shape: tuple[int, int, int],
+def vgg_backbone(input_shape: tuple[int, int, int], synchronized: bool = False,
                  widths: tuple[int, ...] = (32, 64, 128, 256)) -> keras.Model:
     """A VGG-style CNN for training from scratch on a CPU at low resolution.
 
     Each block is two 3x3 convolutions (BatchNormalization, ReLU) and a 2x2 max pooling: two
     convolutions see a 5x5 neighbourhood at the cost of fewer parameters than one 5x5, which is
     what lets a network this small learn dermoscopic texture from 64-pixel images.
-    BatchNormalization momentum is 0.9, as in :func:`simple_cnn_backbone`.
+    BatchNormalization momentum is 0.9, as in :func:`simple_cnn_backbone`, and synchronized
+    across replicas when ``synchronized`` (see there).
     """
     inputs = keras.Input(input_shape)
     x = inputs
@@ -68,7 +71,8 @@ def vgg_backbone(input_shape: tuple[int, int, int],
         for conv in (1, 2):
             x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False,
                                     name=f"block{block}_conv{conv}")(x)
-            x = keras.layers.BatchNormalization(momentum=0.9, name=f"block{block}_bn{conv}")(x)
+            x = keras.layers.BatchNormalization(momentum=0.9, synchronized=synchronized,
+                                                name=f"block{block}_bn{conv}")(x)
             x = keras.layers.ReLU(name=f"block{block}_relu{conv}")(x)
         x = keras.layers.MaxPooling2D(name=f"block{block}_pool")(x)
     return keras.Model(inputs, x, name=BACKBONE_NAME)
@@ -100,10 +104,10 @@ def with_standard_layers(backbone: keras.Model) -> keras.Model:
 
 
 def make_backbone(spec: Architecture, input_shape: tuple[int, int, int],
-                  weights: str | None) -> keras.Model:
+                  weights: str | None, synchronized: bool = False) -> keras.Model:
     """The feature extractor, with ImageNet or local weights loaded if asked."""
     if not spec.pretrained:
-        backbone = SCRATCH_BACKBONES[spec.name](input_shape)
+        backbone = SCRATCH_BACKBONES[spec.name](input_shape, synchronized)
         if weights is not None:
             backbone.load_weights(weights)
         return backbone

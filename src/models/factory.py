@@ -44,6 +44,7 @@ class SkinLesionCNN:
     dropout: float = 0.3
     dense_units: int = 256
     metadata_features: int = 0
+    synchronized_batch_norm: bool = False  # several replicas: see backbones.simple_cnn_backbone
 
     def __post_init__(self) -> None:
         self.spec = get_architecture(self.architecture)
@@ -61,7 +62,7 @@ class SkinLesionCNN:
         shape = (self.input_size, self.input_size, 3)
         image = keras.Input(shape, name=IMAGE_INPUT)
         x = apply_preprocessing(image, self.spec.preprocessing)
-        backbone = make_backbone(self.spec, shape, self.resolved_weights)
+        backbone = make_backbone(self.spec, shape, self.resolved_weights, self.synchronized_batch_norm)
         backbone.trainable = False
         x = backbone(x, training=False) if self.pretrained else backbone(x)
         x = keras.layers.GlobalAveragePooling2D(name="pool")(x)

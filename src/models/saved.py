@@ -28,15 +28,17 @@ class ModelFileError(UserError):
     """A model file that cannot be read; the message names it and says why."""
 
 
-def as_float32(config):
-    """A Keras model config with every mixed-precision dtype policy set to float32."""
+def portable(config):
+    """A Keras model config for any machine: mixed-precision dtype policies set to float32,
+    and BatchNormalization not synchronized across replicas (a training-time option that
+    other Keras backends refuse)."""
     if isinstance(config, list):
-        return [as_float32(item) for item in config]
+        return [portable(item) for item in config]
     if not isinstance(config, dict):
         return config
     if config.get("class_name") == "DTypePolicy" and str(config["config"]["name"]).startswith("mixed_"):
         return {**config, "config": {**config["config"], "name": "float32"}}
-    return {key: as_float32(value) for key, value in config.items()}
+    return {key: False if key == "synchronized" else portable(value) for key, value in config.items()}
 
 
 def save_model(model: keras.Model, path: Path, info: dict) -> None:
@@ -44,13 +46,14 @@ def save_model(model: keras.Model, path: Path, info: dict) -> None:
 
     A model trained in mixed precision keeps its variables in float32; its saved config is
     set to float32 throughout, so the file computes in float32 on any machine (bfloat16 and
-    float16 are slow or missing on many CPUs and older GPUs).
+    float16 are slow or missing on many CPUs and older GPUs), and BatchNormalization is not
+    synchronized (see :func:`portable`).
     """
     with atomic_path(path) as partial:
         model.save(partial)
         with h5py.File(partial, "a") as handle:
             config = json.loads(handle.attrs["model_config"])
-            handle.attrs["model_config"] = json.dumps(as_float32(config))
+            handle.attrs["model_config"] = json.dumps(portable(config))
             handle.attrs[INFO_ATTRIBUTE] = json.dumps(info, sort_keys=True)
 
 

@@ -38,6 +38,17 @@ LOG_COLUMNS = ("epoch", "learning_rate", "seconds", "loss", "accuracy", "roc_auc
                "val_specificity")
 
 
+def predict_locally(model: keras.Model, dataset: tf.data.Dataset) -> np.ndarray:
+    """The model's outputs for every batch of ``dataset``, computed in this process alone.
+
+    ``model.predict`` would distribute the batches over the workers of a multi-worker strategy
+    and gather the results in worker order, not in the split's; this gives every worker the
+    whole split in order.
+    """
+    call = tf.function(lambda features: model(features, training=False))
+    return np.concatenate([np.asarray(call(features), np.float32) for features, _ in dataset])
+
+
 class ValidationReport(keras.callbacks.Callback):
     """Per-epoch validation sensitivity and specificity at 0.5, and a confusion-matrix image."""
 
@@ -51,7 +62,7 @@ class ValidationReport(keras.callbacks.Callback):
                        if tensorboard_dir else None)
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        probabilities = self.model.predict(self.dataset, verbose=0)
+        probabilities = predict_locally(self.model, self.dataset)
         score = malignant_score(probabilities, self.task)
         malignant = malignant_of_labels(self.labels, self.task)
         rates = rates_at(malignant, score, 0.5)

@@ -22,6 +22,7 @@ import tensorflow as tf
 
 from src.errors import ConfigError
 from src.training.config import PRECISIONS
+from src.training.multiworker import describe_worker, is_multi_worker, patch_keras
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +35,16 @@ class DeviceSetup:
     policy: str
     gpus: list[str]
 
+    @property
+    def strategy_name(self) -> str:
+        """The public name (the multi-worker strategy's class is CollectiveAllReduceStrategy)."""
+        if isinstance(self.strategy, tf.distribute.MultiWorkerMirroredStrategy):
+            return "MultiWorkerMirroredStrategy"
+        return type(self.strategy).__name__
+
     def describe(self) -> dict:
         return {
-            "strategy": type(self.strategy).__name__,
+            "strategy": self.strategy_name,
             "replicas": int(self.strategy.num_replicas_in_sync),
             "gpus": self.gpus,
             "precision_policy": self.policy,
@@ -70,7 +78,11 @@ def precision_policy(precision: str, has_gpu: bool, has_bf16_cpu: bool = False) 
 def make_strategy(devices: list[str] | None = None) -> tf.distribute.Strategy:
     """Multi-worker from ``TF_CONFIG``; mirrored over several devices; else the default."""
     if os.environ.get("TF_CONFIG"):
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        strategy = tf.distribute.MultiWorkerMirroredStrategy()
+        if is_multi_worker(strategy):
+            patch_keras()
+            log.info("Training as %s", describe_worker(strategy))
+        return strategy
     if devices and len(devices) > 1:
         return tf.distribute.MirroredStrategy(devices=devices)
     if len(tf.config.list_logical_devices("GPU")) > 1:
@@ -93,7 +105,8 @@ def configure_devices(precision: str = "auto", devices: list[str] | None = None,
         tf.config.experimental.enable_op_determinism()
     strategy = make_strategy(devices)
     reason = " (auto: this CPU has bfloat16 units)" if precision == "auto" and policy == "mixed_bfloat16" else ""
+    setup = DeviceSetup(strategy, policy, [gpu.name for gpu in gpus])
     log.info("Devices: %d GPU(s), %s with %d replica(s), precision %s%s%s", len(gpus),
-             type(strategy).__name__, strategy.num_replicas_in_sync, policy, reason,
+             setup.strategy_name, strategy.num_replicas_in_sync, policy, reason,
              ", deterministic ops" if deterministic else "")
-    return DeviceSetup(strategy, policy, [gpu.name for gpu in gpus])
+    return setup

@@ -39,6 +39,7 @@ from src.training.callbacks import (AtomicBestCheckpoint, EpochRecorder, Resumab
                                     ValidationReport)
 from src.training.config import TrainConfig
 from src.training.devices import DeviceSetup, configure_devices
+from src.training.multiworker import wait_for_all_workers, worker_config, worker_run_dir
 from src.training.records import RunLog, log_hparams, provenance
 
 log = logging.getLogger(__name__)
@@ -185,7 +186,8 @@ def build_model(config: TrainConfig, setup: DeviceSetup, phase: int, steps_per_e
     starts with a fresh optimizer at its own learning rate.
     """
     factory = SkinLesionCNN(config.architecture, config.task, config.weights, config.img_size,
-                            config.dropout, config.dense_units, metadata_features)
+                            config.dropout, config.dense_units, metadata_features,
+                            synchronized_batch_norm=setup.strategy.num_replicas_in_sync > 1)
     if not factory.pretrained and phase == 1:
         log.warning("The %s backbone starts from random weights (--weights none): phase 1 only "
                     "trains the head on random features; consider --skip-phase1.", config.architecture)
@@ -363,16 +365,18 @@ def train(config: TrainConfig, devices: list[str] | None = None,
           extra_callbacks: list | None = None, record: dict | None = None) -> layout.RunLayout:
     """Train a new run; returns its layout. ``devices`` lists devices to mirror over;
     ``extra_callbacks`` run after the project's own (a pruning callback, a test's probe);
-    ``record`` adds keys to ``training_config.json`` (a search trial's study and number)."""
+    ``record`` adds keys to ``training_config.json`` (a search trial's study and number).
+    On a worker that is not the chief, the run folder is a temporary copy (``multiworker``)."""
     config = config.resolved()
     with RunLog() as run_log:
         setup, data = prepare(config, devices)
-        run = layout.OutputsLayout(Path(config.outputs_dir)).new_run(config.architecture, config.task)
-        run_log.attach(run.run_log)
-        log.info("Run folder: %s", run.root)
-        write_json_atomic(run.config, {**describe_run(config, data, setup), **(record or {})})
-        log_hparams(run.tensorboard_dir, run.root.name, config.as_dict())
-        return train_run(run, config, setup, data, extra_callbacks or [])
+        with worker_config(config, setup.strategy) as config:
+            run = layout.OutputsLayout(Path(config.outputs_dir)).new_run(config.architecture, config.task)
+            run_log.attach(run.run_log)
+            log.info("Run folder: %s", run.root)
+            write_json_atomic(run.config, {**describe_run(config, data, setup), **(record or {})})
+            log_hparams(run.tensorboard_dir, run.root.name, config.as_dict())
+            return train_run(run, config, setup, data, extra_callbacks or [])
 
 
 def resume(run_dir: Path, devices: list[str] | None = None,
@@ -383,18 +387,21 @@ def resume(run_dir: Path, devices: list[str] | None = None,
     if description.get("status") == "completed":
         raise ConfigError(f"Run {run.root} is already complete; nothing to resume.")
     config = TrainConfig.from_sources(description["settings"], {}, str(run.config))
+    if sha256_file(Path(config.split_file)) != description["split_sha256"]:
+        raise ConfigError(f"The split file {config.split_file} changed since run {run.root} "
+                          "started; it cannot be resumed on different data.")
     with RunLog() as run_log:
-        run_log.attach(run.run_log)
-        log.info("Resuming run %s", run.root)
-        if sha256_file(Path(config.split_file)) != description["split_sha256"]:
-            raise ConfigError(f"The split file {config.split_file} changed since run {run.root} "
-                              "started; it cannot be resumed on different data.")
         setup, data = prepare(config, devices)
-        return train_run(run, config, setup, data, extra_callbacks or [])
+        with worker_config(config, setup.strategy, resume_from=run.root) as config:
+            run = layout.open_run(worker_run_dir(run.root, config))
+            run_log.attach(run.run_log)
+            log.info("Resuming run %s", run.root)
+            return train_run(run, config, setup, data, extra_callbacks or [])
 
 
 def train_run(run: layout.RunLayout, config: TrainConfig, setup: DeviceSetup,
               data: TrainingData, extra_callbacks: list) -> layout.RunLayout:
     model = run_phases(run, config, setup, data, extra_callbacks)
     finish_run(run, config, data, model)
+    wait_for_all_workers(setup.strategy)
     return run
