@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 SAMPLE_DIR := data/sample
 DEMO_OUT := outputs/demo
 
-.PHONY: install lock demo test test-fast clean-demo
+.PHONY: install lock demo test test-fast app clean-demo
 
 install: $(VENV)/.installed
 
@@ -48,6 +48,10 @@ test: install
 # The inner loop: everything but the end-to-end training tests (about a minute).
 test-fast: install
 	$(PY) -m pytest -m "not slow"
+
+# The web app (app.py) in the browser: choose a run or a model file, upload images.
+app: install
+	$(PY) -m streamlit run app.py
 
 clean-demo:
 	rm -rf $(SAMPLE_DIR) $(DEMO_OUT)

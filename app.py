@@ -1,0 +1,319 @@
+"""Score dermoscopic images in the browser: ``streamlit run app.py`` (or ``make app``).
+
+A page for people who never open a terminal. Choose a trained run (or a ``.h5`` model copied
+into ``models/``), upload images, and read for each one the calibrated malignant score, the
+label at the run's tuned threshold with that threshold's validation sensitivity and specificity,
+the seven diagnoses' probabilities (7-class models) and where the model looked (Grad-CAM).
+
+Scoring goes through ``src/evaluation/app_support.py``, that is through the functions behind
+``scripts/06_infer.py`` and ``07_explain.py``: a file gets the same score here as from the
+scripts, and the CSV download is the one 06_infer.py writes. The outputs folder the page starts
+with is ``outputs/``, or ``$SKIN_LESION_OUTPUTS`` when set.
+"""
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from src import cli
+from src.data.files import IMAGE_EXTENSIONS
+from src.errors import UserError
+from src.labels import DIAGNOSES, DIAGNOSIS_NAMES, MALIGNANT
+
+REPO = Path(__file__).resolve().parent
+#: Where a model copied from another machine goes ("copy the model to models/ and test it").
+MODELS_DIR = REPO / "models"
+OUTPUTS_VARIABLE = "SKIN_LESION_OUTPUTS"
+FROM_RUN, FROM_FILE = "A trained run", "A model file (.h5)"
+DISCLAIMER = ("**Research tool — not a medical device.** Its scores are not clinically validated "
+              "and must never be used to diagnose a patient or to decide on treatment. A lesion "
+              "that worries you belongs in front of a dermatologist.")
+
+# ----------------------------------------------------------------------------------------------
+# The top of the page comes first, so the disclaimer shows while TensorFlow is still starting.
+
+st.set_page_config(page_title="Skin-lesion classifier (research tool)", page_icon="🔬", layout="wide")
+st.title("Skin-lesion classifier")
+st.warning(DISCLAIMER, icon="⚠️")
+
+
+@st.cache_resource(show_spinner="Starting TensorFlow (a few seconds, the first time only)…")
+def start_tensorflow() -> None:
+    """Import TensorFlow once per server, keeping its C++ start-up notices off the terminal."""
+    cli.start_tensorflow()
+
+
+start_tensorflow()
+from src.evaluation import app_support  # noqa: E402  (imports TensorFlow: after the quiet start)
+from src.evaluation.app_support import ModelChoice, ScoredImage, ScoredUploads  # noqa: E402
+from src.evaluation.predictor import Predictor  # noqa: E402
+
+# ----------------------------------------------------------------------------------------------
+# Choosing the model: a run from the outputs folder (set in the sidebar), or a model file.
+
+
+def typed_path(text: str) -> Path:
+    """A path typed on the page; a relative one starts at the project folder, wherever the
+    server was started from."""
+    path = Path(text.strip()).expanduser()
+    return path if path.is_absolute() else REPO / path
+
+
+def no_runs_message(folder: Path, runs: list[ModelChoice]) -> str:
+    """Why there is nothing to choose, and the two ways to get a model."""
+    if runs:
+        found = f"None of the {len(runs)} runs in `{folder}` can be used (the sidebar says why)."
+    elif folder.is_dir():
+        found = f"There are no trained runs in `{folder}`."
+    else:
+        found = f"There is no folder `{folder}`."
+    return (f"{found} To get a model, run `make demo` in the project folder (it trains a small "
+            f"demo model in a few minutes), or copy a model file (`.h5`) into `{MODELS_DIR}` and "
+            f"choose **{FROM_FILE}** above.")
+
+
+def choose_run() -> ModelChoice | None:
+    """A completed run, newest first; runs that cannot be used are listed with the reason."""
+    st.sidebar.header("Settings")
+    folder = typed_path(st.sidebar.text_input(
+        "Outputs folder (where the runs are)", os.environ.get(OUTPUTS_VARIABLE, "outputs"), key="outputs",
+        help="The folder scripts/03_train.py wrote its runs into; subfolders are searched too."))
+    runs = app_support.run_choices(folder)
+    usable = [run for run in runs if not run.problem]
+    if len(usable) < len(runs):
+        with st.sidebar.expander(f"{len(runs) - len(usable)} run(s) cannot be used"):
+            for run in runs:
+                if run.problem:
+                    st.markdown(f"**{run.path.name}**: {run.problem}")
+    if not usable:
+        st.info(no_runs_message(folder, runs))
+        return None
+    return st.selectbox("Run (newest first)", usable, format_func=lambda run: run.label, key="run")
+
+
+def choose_model_file() -> ModelChoice | None:
+    """A ``.h5`` file from ``models/``, or any path typed in (a path typed wins)."""
+    files = app_support.model_file_choices(MODELS_DIR)
+    picked_column, typed_column = st.columns(2)
+    if files:
+        picked = picked_column.selectbox("Model files in models/", files, format_func=lambda file: file.label,
+                                         key="model_file")
+    else:
+        picked = None
+        picked_column.caption(f"No .h5 files in {MODELS_DIR} yet.")
+    text = typed_column.text_input("…or the path of a .h5 file", key="model_path",
+                                   help="A model copied from another machine. Its threshold.json and "
+                                        "calibration.json are used if they lie beside it.")
+    choice = app_support.file_choice(typed_path(text)) if text.strip() else picked
+    if choice is None:
+        st.info(f"Copy a model file (`.h5`, with its `threshold.json` and `calibration.json` if you "
+                f"have them) into `{MODELS_DIR}`, or type its path above.")
+    elif choice.problem:
+        st.error(f"Cannot use that model file: {choice.problem}.")
+        return None
+    return choice
+
+
+def choose_model() -> ModelChoice | None:
+    """Step 1: the model, from a trained run or from a model file; None until there is one."""
+    st.subheader("1. Choose a model")
+    source = st.radio("Take the model from", [FROM_RUN, FROM_FILE], horizontal=True, key="source",
+                      label_visibility="collapsed")
+    return choose_run() if source == FROM_RUN else choose_model_file()
+
+
+@st.cache_resource(show_spinner="Loading the model…", max_entries=3)
+def cached_predictor(_choice: ModelChoice, key: tuple) -> Predictor:
+    """Loaded once per model version (``key``: its files and their modification times), so
+    further images are scored without loading it again."""
+    return app_support.predictor_for(_choice)
+
+
+def load(choice: ModelChoice) -> Predictor | None:
+    """The chosen model, or None with the reason on the page."""
+    try:
+        return cached_predictor(choice, (choice.kind, str(choice.path), app_support.stamp(choice)))
+    except UserError as error:
+        st.error(f"The model cannot be loaded: {error}")
+        return None
+
+
+# ----------------------------------------------------------------------------------------------
+# What the model is, and how to read its results.
+
+
+def operating_point(predictor: Predictor) -> str:
+    """The threshold with its validation sensitivity and specificity."""
+    record = predictor.threshold_record
+    if not record:
+        return "default threshold (**not tuned, 0.5**; its sensitivity and specificity are unknown)"
+    return (f"threshold **{predictor.threshold:.3f}** (tuned on validation images: sensitivity "
+            f"**{record['sensitivity']:.3f}**, specificity **{record['specificity']:.3f}**)")
+
+
+def describe_model(choice: ModelChoice, predictor: Predictor) -> None:
+    """What the model reads and how it decides, with what had to be assumed about it."""
+    task = ("Tells benign from malignant lesions" if predictor.task == "binary"
+            else "Tells the seven HAM10000 diagnoses apart")
+    metadata = " and the patient's age, sex and lesion site" if predictor.uses_metadata else ""
+    st.markdown(f"{task} from {predictor.img_size}×{predictor.img_size}-pixel images{metadata}. "
+                f"Label *malignant* when the malignant score is at or above the {operating_point(predictor)}.")
+    st.caption(f"Model file: {predictor.model_file}")
+    for note in predictor.notes:
+        st.info(note)
+    with st.expander("How to read the results"):
+        st.markdown(
+            "* **Malignant score** (0 to 1): the model's calibrated probability that the lesion is "
+            "malignant (actinic keratosis / Bowen's disease, basal cell carcinoma or melanoma). "
+            "Calibrated on validation images: of the lesions scored about 0.30 there, about 30 % "
+            "were malignant.\n"
+            "* **Label**: *malignant* when the score is at or above the threshold, else *benign*. "
+            "The threshold was chosen on validation images. **Sensitivity** is the share of "
+            "malignant lesions it caught there, **specificity** the share of benign lesions it "
+            "left alone.\n"
+            "* **Grad-CAM**: red and yellow mark the parts of the image that pushed the model most "
+            "towards its label. It shows where the model looked, not whether it is right: check "
+            "that it looked at the lesion, not at hair, a ruler or the image border.\n"
+            "* **7-class models** also show the probability of each diagnosis; the malignant score "
+            "is the sum of the red bars.\n"
+            "* The model learnt from HAM10000 dermoscopic images, mostly of light skin. Other "
+            "cameras, skin types or clinical photographs can make it fail without warning.")
+
+
+def patient_fields(predictor: Predictor) -> dict | None:
+    """Age, sex and site for models that use them ('unknown' unless given); None otherwise."""
+    if not predictor.uses_metadata:
+        return None
+    st.subheader("2. About the patient (optional)")
+    st.caption("This model also uses the patient's age, sex and lesion site; the same values apply "
+               "to every image below. Leave them unknown if you do not know them.")
+    age_column, sex_column, site_column = st.columns(3)
+    age = age_column.number_input("Age (years)", min_value=0, max_value=120, value=None, step=1,
+                                  placeholder="unknown", key="age")
+    sex = sex_column.selectbox("Sex", ["unknown", *predictor.encoding.sex], key="sex")
+    site = site_column.selectbox("Lesion site", ["unknown", *predictor.encoding.localization], key="site")
+    return {"age": "" if age is None else age, "sex": sex, "localization": site}
+
+
+# ----------------------------------------------------------------------------------------------
+# The results: problems first, then a table of several images, then each image.
+
+
+def show_problems(scored: ScoredUploads) -> None:
+    """One message per file that was not scored, naming it."""
+    for name in scored.unsupported:
+        st.error(f"**{name}** was not scored: it is not an image file this page reads. Upload JPEG "
+                 f"or PNG images ({', '.join(IMAGE_EXTENSIONS)}).")
+    for image in scored.images:
+        if image.error:
+            st.error(f"**{image.name}** was not scored: it could not be read as an image (is it "
+                     f"damaged, or another kind of file renamed?). The decoder said: {image.error}")
+
+
+def show_table(scored: ScoredUploads) -> None:
+    """All files in one table: the CSV scripts/06_infer.py writes for them, and its download."""
+    table = pd.read_csv(io.BytesIO(scored.csv), dtype=str, keep_default_na=False)
+    numbers = [column for column in table if column == "malignant_score" or column.startswith("prob_")]
+    table[numbers] = table[numbers].apply(pd.to_numeric, errors="coerce")  # unreadable files: blank
+    headers = {"path": "File", "malignant_score": "Malignant score", "label": "Label", "top_class": "Top class",
+               "metadata_note": "Patient data", "error": "Error"}
+    columns = {column: st.column_config.NumberColumn(headers.get(column, column), format="%.3f") for column in numbers}
+    columns.update({column: headers[column] for column in table if column in headers and column not in numbers})
+    st.dataframe(table, hide_index=True, column_config=columns)
+    st.download_button("Download this table (CSV)", scored.csv, file_name="predictions.csv",
+                       mime="text/csv", on_click="ignore", key="download",
+                       help="The same columns and values as scripts/06_infer.py writes.")
+
+
+def diagnosis_chart(row: dict) -> alt.Chart:
+    """The seven probabilities as bars, malignant diagnoses in red, in the model's order."""
+    data = pd.DataFrame({
+        "diagnosis": [f"{DIAGNOSIS_NAMES[code]} ({code})" for code in DIAGNOSES],
+        "probability": [row[f"prob_{code}"] for code in DIAGNOSES],
+        "kind": ["malignant" if code in MALIGNANT else "benign" for code in DIAGNOSES]})
+    bars = alt.Chart(data).mark_bar().encode(
+        x=alt.X("probability:Q", scale=alt.Scale(domain=[0, 1]), title="probability"),
+        y=alt.Y("diagnosis:N", sort=None, title=None, axis=alt.Axis(labelLimit=420)),
+        color=alt.Color("kind:N", title=None, scale=alt.Scale(domain=["malignant", "benign"],
+                                                              range=["#d62728", "#1f77b4"])),
+        tooltip=["diagnosis", alt.Tooltip("probability:Q", format=".3f")])
+    labels = bars.mark_text(align="left", dx=3).encode(text=alt.Text("probability:Q", format=".2f"),
+                                                       color=alt.value("#444"))
+    return (bars + labels).properties(height=alt.Step(26), title="Probability of each diagnosis")
+
+
+def explained_class(predictor: Predictor, row: dict) -> str:
+    """What the Grad-CAM map is evidence for: the label, or the top diagnosis."""
+    if predictor.task == "multiclass":
+        return DIAGNOSIS_NAMES[row["top_class"]].lower()
+    return row["label"]
+
+
+def show_verdict(row: dict, predictor: Predictor) -> None:
+    """The score, the label and the threshold that decided it."""
+    score, malignant = row["malignant_score"], row["label"] == "malignant"
+    st.metric("Malignant score", f"{score:.3f}",
+              help="The calibrated probability that the lesion is malignant (akiec, bcc or mel).")
+    label = ":red-background[**malignant**]" if malignant else ":blue-background[**benign**]"
+    st.markdown(f"Label: {label} — the score is {'at or above' if malignant else 'below'} the "
+                f"{operating_point(predictor)}.")
+    if predictor.task == "multiclass":
+        code = row["top_class"]
+        st.markdown(f"Most likely diagnosis: **{DIAGNOSIS_NAMES[code]}** ({code}, "
+                    f"probability {row[f'prob_{code}']:.3f}). The label comes from the malignant "
+                    "score (akiec + bcc + mel), not from this diagnosis.")
+    if predictor.uses_metadata and row["metadata_note"]:
+        st.caption(f"Patient data: {row['metadata_note']} (scored as unknown).")
+
+
+def show_image(image: ScoredImage, predictor: Predictor) -> None:
+    """The image beside its Grad-CAM map and its verdict; for 7-class models the diagnoses below."""
+    st.subheader(image.name)
+    photo, heat, verdict = st.columns([1, 1, 1.3])
+    photo.image(image.image, caption="Uploaded image", width="stretch")
+    heat.image(image.heatmap, width="stretch",
+               caption=f"Grad-CAM: where the model saw evidence for {explained_class(predictor, image.row)}")
+    with verdict:
+        show_verdict(image.row, predictor)
+    if predictor.task == "multiclass":
+        st.altair_chart(diagnosis_chart(image.row), width="stretch")
+
+
+def show_results(scored: ScoredUploads, predictor: Predictor) -> None:
+    """Problems first (they are easy to miss further down), then the table, then each image."""
+    show_problems(scored)
+    if len(scored.images) > 1 and not all(image.error for image in scored.images):
+        st.subheader(f"All {len(scored.images)} images")
+        show_table(scored)
+    for image in scored.images:
+        if not image.error:
+            show_image(image, predictor)
+
+
+# ----------------------------------------------------------------------------------------------
+# The page, top to bottom.
+
+
+def main() -> None:
+    choice = choose_model()
+    predictor = load(choice) if choice else None
+    if predictor is None:
+        return
+    describe_model(choice, predictor)
+    patient = patient_fields(predictor)
+    st.subheader(f"{3 if patient is not None else 2}. Upload images")
+    files = st.file_uploader("Dermoscopic images (JPEG or PNG); several at once are fine",
+                             accept_multiple_files=True, key="images")
+    if not files:
+        return
+    with st.spinner(f"Scoring {len(files)} file(s)…"):
+        scored = app_support.score_uploads(predictor, [(file.name, file.getvalue()) for file in files], patient)
+    show_results(scored, predictor)
+
+
+main()

@@ -1,0 +1,250 @@
+"""The web app (app.py): the page in Streamlit's AppTest, and the scoring behind it
+(src/evaluation/app_support.py), which must give exactly what scripts/06_infer.py gives."""
+from __future__ import annotations
+
+import functools
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from src.evaluation import app_support
+from src.layout import open_run
+from tests.conftest import REPO, run_script
+
+APP = REPO / "app.py"
+TIMEOUT = 120  # the first run of a session imports TensorFlow
+
+
+@dataclass(frozen=True)
+class AppRuns:
+    """Two small runs on the sample data — a tuned and evaluated binary run and an untuned 7-class
+    run with a metadata input — and what 06_infer.py writes with the binary run for a folder of
+    three sample images, a text file renamed .jpg and a PDF."""
+
+    outputs: Path
+    binary: Path
+    multiclass: Path
+    images: Path  # the sample images folder
+    folder: Path  # the folder 06_infer.py scored
+    reference: bytes  # its CSV
+
+    @property
+    def scored(self) -> list[Path]:
+        """The folder's files, as 06_infer.py orders them."""
+        return sorted(self.folder.iterdir())
+
+    def reference_scores(self) -> dict[str, float]:
+        """File name -> malignant score in the reference CSV."""
+        rows = [line.split(",") for line in self.reference.decode().splitlines()[1:]]
+        return {Path(row[0]).name: float(row[1]) for row in rows if row[1]}
+
+
+def infer_csv(folder_or_list: Path, run: Path, out: Path) -> bytes:
+    """What scripts/06_infer.py writes for a folder or CSV list."""
+    run_script("06_infer.py", folder_or_list, "--run-dir", run, "--output", out)
+    return out.read_bytes()
+
+
+@functools.cache
+def trained_runs(sample_dir: Path, shared_run: Path, split_file: Path, root: Path) -> AppRuns:
+    """Made once per session, however many test modules ask (a fixture imported into another
+    module would be a second fixture and train again): a copy of the shared binary run (newest)
+    beside a 7-class model with a metadata input."""
+    outputs = root / "outputs"
+    run_script("03_train.py", "--split-file", split_file, "--outputs-dir", outputs, "--architecture", "simple_cnn",
+               "--weights", "none", "--img-size", 32, "--skip-phase1", "--epochs2", 2, "--task", "multiclass",
+               "--use-metadata")
+    multiclass = (outputs / "latest").resolve()
+    binary = outputs / "runs" / f"29991231-235959_{shared_run.name.split('_', 1)[1]}"
+    shutil.copytree(shared_run, binary)
+    record = json.loads((binary / "training_config.json").read_text())
+    record["provenance"]["started"] = "2999-12-31T23:59:59"  # the newest: the page's first choice
+    (binary / "training_config.json").write_text(json.dumps(record))
+    images = sample_dir / "HAM10000_images_part_1"
+    folder = root / "to_score"
+    folder.mkdir()
+    for path in sorted(images.glob("*.jpg"))[:3]:
+        shutil.copy(path, folder)
+    (folder / "notes_renamed.jpg").write_text("not an image")
+    (folder / "letter.pdf").write_bytes(b"%PDF-1.4")
+    reference = infer_csv(folder, binary, root / "predictions.csv")
+    return AppRuns(outputs, binary, multiclass, images, folder, reference)
+
+
+@pytest.fixture(scope="session")
+def app_runs(sample_dir, trained_run, tmp_path_factory) -> AppRuns:
+    return trained_runs(sample_dir, trained_run.run, trained_run.split_file,
+                        tmp_path_factory.getbasetemp() / "app_runs")
+
+
+def sample_images(runs: AppRuns, count: int) -> list[Path]:
+    return sorted(runs.images.glob("*.jpg"))[:count]
+
+
+def uploads(paths: list[Path]) -> list[tuple[str, bytes]]:
+    return [(path.name, path.read_bytes()) for path in paths]
+
+
+def page(outputs: Path, monkeypatch) -> AppTest:
+    monkeypatch.setenv("SKIN_LESION_OUTPUTS", str(outputs))
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def disclaimer(at: AppTest) -> str:
+    return at.warning[0].value
+
+
+def select_run(at: AppTest, text: str) -> AppTest:
+    run = at.selectbox(key="run")
+    run.select_index(next(index for index, label in enumerate(run.options) if text in label))
+    return at.run()
+
+
+def upload(at: AppTest, files: list[tuple[str, bytes]]) -> AppTest:
+    at.file_uploader(key="images").set_value([(name, data, "application/octet-stream") for name, data in files])
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def texts(at: AppTest) -> str:
+    """Everything the page wrote, as one text to search."""
+    return "\n".join(element.value for kind in ("markdown", "caption", "info", "error", "warning")
+                     for element in at.get(kind))
+
+
+# --- Without trained runs ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("folder", ["missing", "empty"])
+def test_without_runs_the_page_says_how_to_get_a_model(tmp_path, monkeypatch, folder):
+    (tmp_path / "empty").mkdir()
+    at = page(tmp_path / folder, monkeypatch)
+    assert "not a medical device" in disclaimer(at)
+    assert "make demo" in at.info[0].value and "models" in at.info[0].value
+    assert not at.file_uploader  # nothing to upload to before a model is chosen
+
+
+def test_runs_that_cannot_be_used_are_listed_not_offered(tmp_path, monkeypatch):
+    broken = tmp_path / "runs" / "20260101-120000_resnet50_binary"
+    broken.mkdir(parents=True)
+    (broken / "training_config.json").write_text("{not json")
+    choices = app_support.run_choices(tmp_path)
+    assert [choice.path for choice in choices] == [broken] and "not valid JSON" in choices[0].problem
+    at = page(tmp_path, monkeypatch)
+    assert "None of the 1 runs" in at.info[0].value
+    assert "not valid JSON" in texts(at)
+
+
+def test_model_files_come_from_models_folder_or_a_typed_path(tmp_path):
+    (tmp_path / "b.h5").write_bytes(b"")
+    (tmp_path / "a.h5").write_bytes(b"")
+    (tmp_path / "notes.txt").write_text("")
+    assert [choice.label for choice in app_support.model_file_choices(tmp_path)] == ["a.h5", "b.h5"]
+    assert app_support.model_file_choices(tmp_path / "missing") == []
+    assert "no file" in app_support.file_choice(tmp_path / "missing.h5").problem
+
+
+# --- Scoring uploads: the numbers of 06_infer.py ------------------------------------------------
+
+
+@pytest.mark.slow
+def test_uploads_get_the_csv_of_06_infer_byte_for_byte(app_runs):
+    predictor = app_support.predictor_for(app_support.ModelChoice("run", app_runs.binary, "binary"))
+    scored = app_support.score_uploads(predictor, uploads(app_runs.scored))
+    assert scored.csv == app_runs.reference.replace(f"{app_runs.folder}/".encode(), b"")
+    assert scored.unsupported == ["letter.pdf"]  # 06_infer passes it over in a folder too
+    broken = [image for image in scored.images if image.error]
+    assert [image.name for image in broken] == ["notes_renamed.jpg"] and broken[0].image is None
+    shown = [image for image in scored.images if not image.error]
+    assert all(image.heatmap.shape == image.image.shape == (288, 384, 3) for image in shown)  # 600x450 kept 4:3
+
+
+@pytest.mark.slow
+def test_patient_data_is_encoded_as_06_infer_encodes_csv_columns(app_runs, tmp_path):
+    images = sample_images(app_runs, 2)
+    listing = tmp_path / "list.csv"
+    listing.write_text("path,age,sex,localization\n" + "".join(f"{path},55,female,back\n" for path in images))
+    expected = infer_csv(listing, app_runs.multiclass, tmp_path / "predictions.csv")
+    predictor = app_support.predictor_for(app_support.ModelChoice("run", app_runs.multiclass, "7-class"))
+    patient = {"age": 55, "sex": "female", "localization": "back"}
+    scored = app_support.score_uploads(predictor, uploads(images), patient)
+    assert scored.csv == expected.replace(f"{images[0].parent}/".encode(), b"")
+    assert app_support.score_uploads(predictor, uploads(images)).csv != scored.csv  # the data count
+
+
+# --- The page with a trained run --------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_a_chosen_run_scores_uploads_as_06_infer_does(app_runs, monkeypatch):
+    reference = app_runs.reference_scores()
+    images = [path for path in app_runs.scored if path.name in reference]
+    at = page(app_runs.outputs, monkeypatch)
+    assert "not a medical device" in disclaimer(at)
+    at = select_run(at, "benign vs malignant")
+    assert "test ROC-AUC" in at.selectbox(key="run").value.label  # evaluated: its test figure is listed
+    assert "tuned on validation images: sensitivity" in texts(at)
+    upload(at, uploads(images))
+    table = at.dataframe[0].value
+    assert list(table["path"]) == [path.name for path in images]
+    for name, score in zip(table["path"], table["malignant_score"]):
+        assert score == pytest.approx(reference[name], abs=1e-6)
+    assert [metric.value for metric in at.metric] == [f"{reference[path.name]:.3f}" for path in images]
+    assert at.get("download_button") and len(at.get("image")) == 2 * len(images)
+    assert "Grad-CAM" in " ".join(caption for image in at.get("image") for caption in image.captions)
+    assert not at.get("vega_lite_chart") and not at.number_input  # binary, no metadata
+
+
+@pytest.mark.slow
+def test_bad_uploads_are_named_in_a_message(app_runs, monkeypatch):
+    at = page(app_runs.outputs, monkeypatch)
+    at = select_run(at, "benign vs malignant")
+    truncated = sample_images(app_runs, 1)[0].read_bytes()[:2000]
+    upload(at, [("letter.pdf", b"%PDF-1.4"), ("notes_renamed.jpg", b"just text"), ("cut.jpg", truncated)])
+    errors = [error.value for error in at.error]
+    assert len(errors) == 3 and all(name in message for name, message in
+                                    zip(["letter.pdf", "notes_renamed.jpg", "cut.jpg"], errors))
+    assert not at.metric and not at.dataframe  # no table that would only repeat the messages
+
+
+@pytest.mark.slow
+def test_a_7_class_metadata_model_shows_the_diagnoses_and_patient_fields(app_runs, monkeypatch):
+    at = page(app_runs.outputs, monkeypatch)
+    at = select_run(at, "7 diagnoses")
+    assert "not tuned, 0.5" in texts(at)
+    assert at.selectbox(key="sex").options[0] == "unknown" and "back" in at.selectbox(key="site").options
+    upload(at, uploads(sample_images(app_runs, 1)))
+    assert len(at.get("vega_lite_chart")) == 1 and "Most likely diagnosis" in texts(at)
+    assert "age missing" in texts(at)
+    at.number_input(key="age").set_value(60)
+    at.selectbox(key="sex").set_value("male")
+    at.run()
+    assert not at.exception and "age missing" not in texts(at)
+
+
+@pytest.mark.slow
+def test_a_copied_model_file_is_loaded_once_and_says_what_it_lacks(app_runs, tmp_path, monkeypatch):
+    copied = tmp_path / "copied.h5"
+    shutil.copy(open_run(app_runs.binary).best_model, copied)
+    loads = []
+    original = app_support.predictor_for
+    monkeypatch.setattr(app_support, "predictor_for", lambda choice: loads.append(choice) or original(choice))
+    at = page(app_runs.outputs, monkeypatch)
+    at.radio(key="source").set_value("A model file (.h5)").run()
+    at.text_input(key="model_path").input(str(copied)).run()
+    assert "No threshold.json beside the model" in texts(at) and "not tuned, 0.5" in texts(at)
+    images = sample_images(app_runs, 2)
+    upload(at, uploads(images[:1]))
+    upload(at, uploads(images))
+    assert len(loads) == 1  # the second image is scored by the cached model
+    os.utime(copied, ns=(copied.stat().st_atime_ns, copied.stat().st_mtime_ns + 10**9))
+    at.run()
+    assert len(loads) == 2  # a changed file is loaded again
