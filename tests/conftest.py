@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -84,3 +85,38 @@ def ham10000_dir() -> Path:
 def ham10000_fullsize_dir() -> Path:
     """Real 600x450 HAM10000 JPEGs (150), from HAM10000_FULLSIZE_DIR."""
     return shared_dir("HAM10000_FULLSIZE_DIR")
+
+
+@dataclass
+class TrainedRun:
+    """A trained, tuned and evaluated run on the sample data, shared by the tests of the steps
+    after training (each writes only files of its own into it)."""
+
+    outputs: Path
+    run: Path
+    split_file: Path
+
+
+#: The shared run's settings: small and fast, yet it learns the sample data (validation ROC-AUC
+#: near 1). Multi-worker tests train the same settings to compare with it.
+TRAINED_SETTINGS = ("--architecture", "vgg_scratch", "--weights", "none", "--img-size", 48, "--skip-phase1",
+                    "--batch-size", 32, "--precision", "float32", "--early-stopping-patience", 6)
+TRAINED_EPOCHS = 6
+
+
+@pytest.fixture(scope="session")
+def sample_split(sample_dir, tmp_path_factory) -> Path:
+    """The binary split of the sample data."""
+    out = tmp_path_factory.mktemp("sample_split")
+    run_script("02_prepare_split.py", "--data-dir", sample_dir, "--out-dir", out)
+    return out / "split.csv"
+
+
+@pytest.fixture(scope="session")
+def trained_run(sample_split, tmp_path_factory) -> TrainedRun:
+    outputs = tmp_path_factory.mktemp("trained")
+    run_script("03_train.py", "--split-file", sample_split, "--outputs-dir", outputs, *TRAINED_SETTINGS,
+               "--epochs2", TRAINED_EPOCHS)
+    run_script("04_tune_threshold.py", "--outputs-dir", outputs)
+    run_script("05_evaluate.py", "--outputs-dir", outputs, "--bootstrap", 300)
+    return TrainedRun(outputs, (outputs / "latest").resolve(), sample_split)

@@ -114,7 +114,12 @@ assert 'src' not in sys.modules
 
 
 @pytest.mark.slow
-def test_h5_models_load_without_src_and_predict_the_same(tmp_path):
+def test_every_architecture_saves_portable_h5_and_is_explained(tmp_path):
+    """Per architecture (built once, it takes a while): the .h5 loads without src and predicts
+    the same, the unfreeze default fits the backbone, and Grad-CAM and saliency give finite
+    maps of the input's size."""
+    from src.evaluation.explain import explain
+
     size = 80
     images = np.random.default_rng(2).integers(0, 256, (3, size, size, 3)).astype(np.float32)
     for name in ARCHITECTURES:
@@ -122,6 +127,10 @@ def test_h5_models_load_without_src_and_predict_the_same(tmp_path):
         model = SkinLesionCNN(name, task, weights="none", img_size=size).build()
         spec = get_architecture(name)
         assert spec.unfreeze_layers < len(model.get_layer("backbone").layers), name
+        for method in ("gradcam", "saliency"):
+            heat = explain(model, images, method)
+            assert heat.shape == (3, size, size) and np.isfinite(heat).all(), (name, method)
+            assert heat.min() >= 0 and heat.max() <= 1, (name, method)
         randomise_trainable_weights(model)
         save_model(model, tmp_path / f"{name}.h5", {"task": task})  # our attribute must not hurt
         np.savez(tmp_path / f"{name}.npz", **outputs_and_features(model, images))

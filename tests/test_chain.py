@@ -21,14 +21,9 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def chain(sample_dir, tmp_path_factory):
-    """A small binary run on the sample data; returns (outputs dir, run dir, split file)."""
-    outputs = tmp_path_factory.mktemp("chain")
-    run_script("02_prepare_split.py", "--data-dir", sample_dir, "--out-dir", outputs / "split")
-    run_script("03_train.py", "--split-file", outputs / "split/split.csv", "--outputs-dir", outputs,
-               "--architecture", "simple_cnn", "--weights", "none", "--img-size", 64,
-               "--skip-phase1", "--epochs2", 5, "--fine-tune-learning-rate", "1e-3")
-    return outputs, (outputs / "latest").resolve(), outputs / "split/split.csv"
+def chain(trained_run):
+    """The shared sample run (trained, tuned, evaluated): (outputs dir, run dir, split file)."""
+    return trained_run.outputs, trained_run.run, trained_run.split_file
 
 
 AUDITED = """
@@ -52,7 +47,7 @@ def test_tune_threshold_reads_validation_only(chain, tmp_path):
     opened_log = tmp_path / "opened.txt"
     result = subprocess.run(
         [sys.executable, "-c", AUDITED, str(SCRIPTS / "04_tune_threshold.py"), "unused",
-         "--outputs-dir", str(outputs), "--target-sensitivity", "0.9", "--log-opened", str(opened_log)],
+         "--outputs-dir", str(outputs), "--target-sensitivity", "0.9", "--force", "--log-opened", str(opened_log)],
         cwd=REPO, capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
     assert result.returncode == 0, result.stderr[-2000:]
     opened = opened_log.read_text().splitlines()
@@ -80,10 +75,6 @@ def test_tune_threshold_reads_validation_only(chain, tmp_path):
 
 @pytest.fixture(scope="module")
 def evaluated(chain):
-    outputs, run, _ = chain
-    if not (run / "threshold.json").exists():
-        run_script("04_tune_threshold.py", "--outputs-dir", outputs)
-    run_script("05_evaluate.py", "--outputs-dir", outputs, "--bootstrap", 300)
     return chain
 
 
@@ -104,7 +95,7 @@ def test_evaluate_writes_metrics_consistent_with_its_predictions(evaluated):
     for key in ("roc_auc", "pr_auc", "sensitivity@tuned", "specificity@0.5", "npv@tuned", "balanced_accuracy@0.5"):
         low, high = binary[key]["ci95"]
         assert low <= binary[key]["value"] <= high, key
-    assert result["level"] == "image" and result["bootstrap_samples"] == 300 and result["img_size"] == 64
+    assert result["level"] == "image" and result["bootstrap_samples"] == 300 and result["img_size"] == 48
     calibrated, raw = result["calibration"]["calibrated"], result["calibration"]["uncalibrated"]
     assert 0 <= calibrated["malignant_score_ece"] <= 1 and 0 <= raw["malignant_score_brier"] <= 1
     assert calibrated["malignant_score_brier"] == pytest.approx(
@@ -151,7 +142,7 @@ def test_infer_folder_with_broken_files_matches_evaluate(evaluated, tmp_path):
     result = run_script("06_infer.py", folder, "--outputs-dir", outputs, "--output", tmp_path / "scores.csv")
     assert "2 error(s)" in result.stderr
     assert "1 file(s) skipped: 1 not a supported image format" in result.stderr and "readme.txt" in result.stderr
-    assert "at 64x64, the model's input size" in result.stderr
+    assert "at 48x48, the model's input size" in result.stderr
     scores = pd.read_csv(tmp_path / "scores.csv", keep_default_na=False)
     images = sorted(str(p) for p in folder.rglob("*") if p.is_file() and p.suffix != ".txt")
     assert len(scores) == 9 and list(scores["path"]) == images
@@ -190,7 +181,7 @@ def test_infer_csv_list_and_single_image(evaluated, tmp_path):
 def test_multiclass_chain_without_threshold(sample_dir, tmp_path):
     run_script("02_prepare_split.py", "--data-dir", sample_dir, "--out-dir", tmp_path / "split", "--task", "multiclass")
     run_script("03_train.py", "--split-file", tmp_path / "split/split.csv", "--outputs-dir", tmp_path,
-               "--architecture", "simple_cnn", "--weights", "none", "--img-size", 48, "--task", "multiclass",
+               "--architecture", "simple_cnn", "--weights", "none", "--img-size", 32, "--task", "multiclass",
                "--epochs1", 1, "--epochs2", 1)
     images = sorted((sample_dir / "HAM10000_images_part_2").iterdir())[:3]
     result = run_script("06_infer.py", images[0].parent, "--outputs-dir", tmp_path, "--output", tmp_path / "p.csv")
@@ -222,7 +213,7 @@ def test_a_copied_model_file_scores_like_its_run(evaluated, tmp_path):
     image = pd.read_csv(run / "test_predictions.csv").iloc[0]
     copied = tmp_path / "models_from_elsewhere"
     copied.mkdir()
-    shutil.copy(run / "models/simple_cnn_best.h5", copied / "lesions.h5")
+    shutil.copy(run / "models/vgg_scratch_best.h5", copied / "lesions.h5")
     alone = run_script("06_infer.py", image["image_path"], "--model-file", copied / "lesions.h5")
     assert "No threshold.json beside the model" in alone.stderr and "No calibration.json" in alone.stderr
     for name in ("threshold.json", "calibration.json"):

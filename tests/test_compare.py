@@ -264,16 +264,11 @@ def test_script_refuses_an_unknown_sort_key_and_a_missing_folder(outputs, tmp_pa
 
 
 @pytest.mark.slow
-def test_real_runs_and_hand_made_folders(sample_dir, tmp_path):
+def test_real_runs_and_hand_made_folders(trained_run, tmp_path):
     """A trained, tuned and evaluated sample run next to broken folders and a search trial."""
     outputs = tmp_path / "outputs"
-    run_script("02_prepare_split.py", "--data-dir", sample_dir, "--out-dir", outputs / "split")
-    run_script("03_train.py", "--split-file", outputs / "split/split.csv", "--outputs-dir", outputs,
-               "--architecture", "simple_cnn", "--weights", "none", "--img-size", 32,
-               "--skip-phase1", "--epochs2", 2)
-    run_script("04_tune_threshold.py", "--outputs-dir", outputs, "--target-sensitivity", 0.5)
-    run_script("05_evaluate.py", "--outputs-dir", outputs, "--bootstrap", 50)
-    real = RunLayout((outputs / "latest").resolve(), "simple_cnn")
+    shutil.copytree(trained_run.run, outputs / "runs" / trained_run.run.name)
+    real = RunLayout(outputs / "runs" / trained_run.run.name, "vgg_scratch")
     trial = outputs / "search/mystudy/runs" / real.root.name
     shutil.copytree(real.root, trial)
     description = json.loads(real.config.read_text())
@@ -300,8 +295,8 @@ def test_real_runs_and_hand_made_folders(sample_dir, tmp_path):
         assert row["test_pr_auc"] == metrics["binary"]["pr_auc"]["value"]
         assert row["threshold"] == json.loads(real.threshold.read_text())["threshold"]
         assert row["val_pr_auc"] == history["val_pr_auc"].max() == description["best"]["val_pr_auc"]
-        assert row["best_epoch"] == description["best_epoch"] and row["epochs_completed"] == 2
-        assert row["training_seconds"] == description["training_seconds"] and row["img_size"] == 32
+        assert row["best_epoch"] == description["best_epoch"] and row["epochs_completed"] == 6
+        assert row["training_seconds"] == description["training_seconds"] and row["img_size"] == 48
     assert rows[f"search/mystudy/runs/{real.root.name}"]["trial"] == 0
     assert result.stdout.splitlines()[2].startswith("| 20990101-000000_simple_cnn_binary")  # newest first
     assert f"{metrics['binary']['roc_auc']['value']:.3f} [" in result.stdout

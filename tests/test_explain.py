@@ -11,7 +11,6 @@ import pandas as pd
 import pytest
 
 from src.evaluation.explain import explain, gradcam, saliency
-from src.models.architectures import ARCHITECTURES
 from src.models.factory import SkinLesionCNN
 from tests.conftest import run_script
 
@@ -62,28 +61,10 @@ def test_metadata_and_mixed_precision_models_are_explained():
     assert heat.dtype == np.float32 and np.isfinite(heat).all() and heat.shape == (2, SIZE, SIZE)
 
 
-@pytest.mark.slow
-def test_every_architecture_gives_a_finite_map_of_the_input_size():
-    images = np.random.default_rng(2).integers(0, 256, (2, 80, 80, 3)).astype("float32")
-    for name in ARCHITECTURES:
-        model = SkinLesionCNN(name, weights="none", img_size=80).build()
-        for method in ("gradcam", "saliency"):
-            heat = explain(model, images, method)
-            assert heat.shape == (2, 80, 80) and np.isfinite(heat).all(), (name, method)
-            assert heat.min() >= 0 and heat.max() <= 1, (name, method)
-        keras.backend.clear_session()
-
-
 @pytest.fixture(scope="module")
-def trained(sample_dir, tmp_path_factory):
-    """A model that has learned the sample data (validation ROC-AUC near 1)."""
-    outputs = tmp_path_factory.mktemp("explain")
-    run_script("02_prepare_split.py", "--data-dir", sample_dir, "--out-dir", outputs / "split")
-    run_script("03_train.py", "--split-file", outputs / "split/split.csv", "--outputs-dir", outputs,
-               "--architecture", "vgg_scratch", "--weights", "none", "--img-size", 64, "--skip-phase1",
-               "--epochs2", 8, "--schedule", "cosine", "--early-stopping-patience", 8)
-    run_script("04_tune_threshold.py", "--outputs-dir", outputs)
-    return outputs, (outputs / "latest").resolve()
+def trained(trained_run):
+    """The shared sample run: a model that has learned the sample data."""
+    return trained_run.outputs, trained_run.run
 
 
 def lesion_and_surrounding_skin(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

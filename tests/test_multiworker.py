@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -16,11 +17,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import REPO, SCRIPTS, run_script
+from tests.conftest import REPO, SCRIPTS, TRAINED_SETTINGS
 
 pytestmark = pytest.mark.slow
-SETTINGS = ("--architecture", "simple_cnn", "--weights", "none", "--img-size", 32, "--skip-phase1",
-            "--batch-size", 32, "--precision", "float32")
 
 
 def free_ports(count: int) -> list[int]:
@@ -47,15 +46,14 @@ def start_workers(commands: list[list[str]]) -> list[subprocess.Popen]:
 
 
 def train_command(split: Path, outputs: Path, *extra) -> list[str]:
+    """The shared sample run's settings (``TRAINED_SETTINGS``), with ``extra`` flags."""
     return [sys.executable, str(SCRIPTS / "03_train.py"), "--split-file", str(split), "--outputs-dir",
-            str(outputs), *map(str, SETTINGS), *map(str, extra)]
+            str(outputs), *map(str, TRAINED_SETTINGS), *map(str, extra)]
 
 
 @pytest.fixture(scope="module")
-def split_file(sample_dir, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("split")
-    run_script("02_prepare_split.py", "--data-dir", sample_dir, "--out-dir", out)
-    return out / "split.csv"
+def split_file(sample_split) -> Path:
+    return sample_split
 
 
 def epoch_lines(text: str) -> list[str]:
@@ -63,14 +61,15 @@ def epoch_lines(text: str) -> list[str]:
     return [line.rsplit("lr ", 1)[0] for line in text.splitlines() if line.startswith("epoch ")]
 
 
-def test_two_workers_train_one_model_into_one_run_folder(split_file, tmp_path):
+def test_two_workers_train_one_model_into_one_run_folder(split_file, trained_run, tmp_path):
     workers = start_workers([train_command(split_file, tmp_path / "out", "--epochs2", 2)] * 2)
     results = [worker.communicate(timeout=600) for worker in workers]
     assert [worker.returncode for worker in workers] == [0, 0], results[1][1][-3000:]
     assert "Training as worker 0 of 2" in results[0][1] and "Training as worker 1 of 2" in results[1][1]
     runs = list((tmp_path / "out/runs").iterdir())
     assert len(runs) == 1 and (tmp_path / "out/latest").resolve() == runs[0].resolve()
-    assert not [path for path in Path("/tmp").glob("skin-lesion-worker-1-of-2-*")]
+    scratch = re.search(r"its copies of the run files go to (\S+) and are removed", results[1][1]).group(1)
+    assert not Path(scratch).exists()
     run = runs[0]
     config = json.loads((run / "training_config.json").read_text())
     assert config["devices"]["strategy"] == "MultiWorkerMirroredStrategy" and config["devices"]["replicas"] == 2
@@ -78,16 +77,14 @@ def test_two_workers_train_one_model_into_one_run_folder(split_file, tmp_path):
     assert list(log["epoch"]) == [1, 2]
     lines = [epoch_lines(stderr) for _, stderr in results]
     assert lines[0] == lines[1] and len(lines[0]) == 2  # the workers agree on every figure
-    model = keras.models.load_model(run / "models/simple_cnn_best.h5", compile=False)
-    assert model.predict(np.zeros((2, 32, 32, 3), "float32"), verbose=0).shape == (2, 1)
+    model = keras.models.load_model(run / "models/vgg_scratch_best.h5", compile=False)
+    assert model.predict(np.zeros((2, 48, 48, 3), "float32"), verbose=0).shape == (2, 1)
 
-    run_script("03_train.py", "--split-file", split_file, "--outputs-dir", tmp_path / "single", *SETTINGS,
-               "--epochs2", 2)
-    single = pd.read_csv(next((tmp_path / "single/runs").iterdir()) / "logs/phase2.csv")
-    # Same data order and global batch; BatchNormalization sees half batches per worker, so
-    # the numbers differ a little, not more.
-    np.testing.assert_allclose(log["loss"], single["loss"], atol=0.15)
-    np.testing.assert_allclose(log["val_roc_auc"], single["val_roc_auc"], atol=0.15)
+    # The shared run trained the same settings in one process: the first two epochs saw the
+    # same batches. Float sums over two workers differ in the last bits; so do the figures.
+    single = pd.read_csv(trained_run.run / "logs/phase2.csv").iloc[:2]
+    np.testing.assert_allclose(log["loss"], single["loss"], atol=0.05)
+    np.testing.assert_allclose(log["val_loss"], single["val_loss"], atol=0.1)
 
 
 SHARDS = """
@@ -142,15 +139,16 @@ class DieAfterEpoch2(keras.callbacks.Callback):
         if epoch + 1 == 2:
             os.kill(os.getpid(), signal.SIGKILL)
 
-train(TrainConfig(architecture="simple_cnn", weights="none", img_size=32, skip_phase1=True, batch_size=32,
-                  precision="float32", epochs2=4, split_file=sys.argv[1], outputs_dir=sys.argv[2]),
+train(TrainConfig(architecture="vgg_scratch", weights="none", img_size=48, skip_phase1=True, batch_size=32,
+                  precision="float32", early_stopping_patience=6, epochs2=3, split_file=sys.argv[1],
+                  outputs_dir=sys.argv[2]),
       extra_callbacks=[DieAfterEpoch2()])
 """
 
 
 def test_a_killed_worker_is_resumed_with_the_others(split_file, tmp_path):
     outputs = tmp_path / "out"
-    chief, worker = start_workers([train_command(split_file, outputs, "--epochs2", 4),
+    chief, worker = start_workers([train_command(split_file, outputs, "--epochs2", 3),
                                    [sys.executable, "-c", KILLED_WORKER, str(split_file), str(outputs)]])
     worker.communicate(timeout=600)
     assert worker.returncode == -signal.SIGKILL
@@ -165,6 +163,6 @@ def test_a_killed_worker_is_resumed_with_the_others(split_file, tmp_path):
     assert [process.returncode for process in resumed] == [0, 0], results[1][1][-3000:]
     assert all("Resuming phase 2 at epoch" in stderr for _, stderr in results)
     log = pd.read_csv(run / "logs/phase2.csv")
-    assert list(log["epoch"]) == [1, 2, 3, 4]
+    assert list(log["epoch"]) == [1, 2, 3]
     config = json.loads((run / "training_config.json").read_text())
     assert config["status"] == "completed" and len(list((outputs / "runs").iterdir())) == 1

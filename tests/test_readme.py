@@ -22,17 +22,12 @@ def readme_snippet(name: str) -> str:
     return match.group(1)
 
 
-def test_the_use_elsewhere_snippet_gives_the_scripts_score(sample_dir, tmp_path):
-    run_script("02_prepare_split.py", "--data-dir", sample_dir, "--out-dir", tmp_path / "split")
-    run_script("03_train.py", "--split-file", tmp_path / "split/split.csv", "--outputs-dir", tmp_path,
-               "--architecture", "simple_cnn", "--weights", "none", "--img-size", 56, "--skip-phase1",
-               "--epochs2", 4, "--fine-tune-learning-rate", "1e-3")
-    run_script("04_tune_threshold.py", "--outputs-dir", tmp_path, "--target-sensitivity", 0.6)
-    run = (tmp_path / "latest").resolve()
+def test_the_use_elsewhere_snippet_gives_the_scripts_score(sample_dir, trained_run, tmp_path):
+    run = trained_run.run
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     image = next((sample_dir / "HAM10000_images_part_2").iterdir())  # 600x450: decoded at 1/8
-    for source, name in ((run / "models/simple_cnn_best.h5", "simple_cnn_best.h5"), (image, "lesion.jpg"),
+    for source, name in ((run / "models/vgg_scratch_best.h5", "simple_cnn_best.h5"), (image, "lesion.jpg"),
                          (run / "calibration.json", "calibration.json"), (run / "threshold.json", "threshold.json")):
         shutil.copy(source, elsewhere / name)
     (elsewhere / "snippet.py").write_text(readme_snippet("use-elsewhere") + "\nprint(repr(float(score)))\n")
@@ -40,7 +35,7 @@ def test_the_use_elsewhere_snippet_gives_the_scripts_score(sample_dir, tmp_path)
                             env={"TF_CPP_MIN_LOG_LEVEL": "2", "PATH": os.environ["PATH"]})
     assert result.returncode == 0, result.stderr[-2000:]
     snippet_score = float(result.stdout.strip().splitlines()[-1])
-    run_script("06_infer.py", image, "--outputs-dir", tmp_path, "--output", tmp_path / "p.csv")
+    run_script("06_infer.py", image, "--outputs-dir", trained_run.outputs, "--output", tmp_path / "p.csv")
     script_score = pd.read_csv(tmp_path / "p.csv")["malignant_score"].iloc[0]
     assert snippet_score == pytest.approx(script_score, abs=1e-6)
     assert ("malignant" if script_score >= pd.read_json(run / "threshold.json", typ="series")["threshold"]

@@ -23,10 +23,8 @@ ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
 
 
 @pytest.fixture(scope="module")
-def split_file(sample_dir, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("split")
-    run_script("02_prepare_split.py", "--data-dir", sample_dir, "--out-dir", out)
-    return out / "split.csv"
+def split_file(sample_split) -> Path:
+    return sample_split
 
 
 def train(split_file: Path, outputs: Path, *args) -> subprocess.CompletedProcess:
@@ -168,22 +166,6 @@ def test_best_model_loads_in_a_fresh_process_and_predicts_raw_pixels(binary_run,
     assert "probability" in result.stdout
 
 
-def test_a_run_reproduces_from_its_own_training_config(split_file, tmp_path):
-    train(split_file, tmp_path / "a", "--architecture", "simple_cnn", "--weights", "none", "--skip-phase1",
-          "--epochs2", 2, "--deterministic", "--precision", "float32")
-    first = (tmp_path / "a/latest").resolve()
-    run_script("03_train.py", "--config", first / "training_config.json")
-    runs = sorted((tmp_path / "a/runs").iterdir())
-    assert len(runs) == 2
-    second = runs[1]
-    settings = [json.loads((run / "training_config.json").read_text())["settings"] for run in (first, second)]
-    assert settings[0] == settings[1]
-    np.testing.assert_array_equal(np.load(first / "val_probs.npz")["probabilities"],
-                                  np.load(second / "val_probs.npz")["probabilities"])
-    logs = [pd.read_csv(run / "logs/phase2.csv").drop(columns="seconds") for run in (first, second)]
-    pd.testing.assert_frame_equal(logs[0], logs[1])
-
-
 def test_multiclass_run_with_config_file_and_command_line_override(split_file, tmp_path):
     config = tmp_path / "settings.json"
     config.write_text(json.dumps({"architecture": "simple_cnn", "task": "multiclass", "weights": "none",
@@ -241,7 +223,7 @@ train(TrainConfig(architecture="simple_cnn", weights="none", split_file=sys.argv
 """
 
 
-def test_a_killed_and_resumed_run_equals_the_uninterrupted_run(split_file, tmp_path):
+def test_a_killed_and_resumed_run_equals_the_uninterrupted_run_and_a_record_trains_it_again(split_file, tmp_path):
     def start(outputs: Path, kill_after: int) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-c", TRAIN_ONE, str(split_file), str(outputs), str(kill_after)],
                               cwd=REPO, env=ENV, capture_output=True, text=True)
@@ -269,6 +251,17 @@ def test_a_killed_and_resumed_run_equals_the_uninterrupted_run(split_file, tmp_p
     pd.testing.assert_frame_equal(logs[0], logs[1])
     np.testing.assert_array_equal(np.load(reference / "val_probs.npz")["probabilities"],
                                   np.load(run / "val_probs.npz")["probabilities"])
+
+    # The uninterrupted run trained with --deterministic: its own record trains it again, bit for bit.
+    run_script("03_train.py", "--config", reference / "training_config.json")
+    again = (tmp_path / "whole/latest").resolve()
+    assert again != reference
+    records = [json.loads((folder / "training_config.json").read_text()) for folder in (reference, again)]
+    assert records[0]["settings"] == records[1]["settings"]
+    assert records[1]["provenance"]["command"][1:] == ["--config", str(reference / "training_config.json")]
+    pd.testing.assert_frame_equal(pd.read_csv(again / "logs/phase2.csv").drop(columns="seconds"), logs[0])
+    np.testing.assert_array_equal(np.load(reference / "val_probs.npz")["probabilities"],
+                                  np.load(again / "val_probs.npz")["probabilities"])
 
 
 NAN_METRICS = """

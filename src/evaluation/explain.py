@@ -14,6 +14,7 @@ float32.
 """
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 
 import cv2
@@ -42,8 +43,18 @@ class GradientModel:
             tf.cast(layer.bias, tf.float32)
 
 
+#: Rewiring takes as long as building the model; a model explained again reuses its rewiring.
+_REWIRED: "weakref.WeakKeyDictionary[keras.Model, GradientModel]" = weakref.WeakKeyDictionary()
+
+
 def gradient_model(model: keras.Model) -> GradientModel:
-    """Rewire ``model`` for Grad-CAM without touching its weights."""
+    """Rewire ``model`` for Grad-CAM without touching its weights (once per model)."""
+    if model not in _REWIRED:
+        _REWIRED[model] = rewire(model)
+    return _REWIRED[model]
+
+
+def rewire(model: keras.Model) -> GradientModel:
     names = {layer.name for layer in model.layers}
     if BACKBONE_NAME not in names or OUTPUT_LAYER not in names:
         return flat_gradient_model(model)
