@@ -125,3 +125,27 @@ def test_tf_config_selects_multi_worker_strategy():
     described = json.loads(result.stdout.strip().splitlines()[-1])
     assert described["is_multi_worker"] and described["replicas"] == 1
     assert described["tf_config"]["task"] == {"type": "worker", "index": 0}
+
+
+def test_the_recipes_load_their_notes_are_ignored_and_flags_undo_them():
+    from tests.conftest import REPO
+
+    for name in ("cpu_binary", "cpu_multiclass"):
+        recipe = TrainConfig.from_file(REPO / "configs" / f"{name}.json").resolved()
+        assert recipe.architecture == "vgg_scratch" and recipe.use_metadata and recipe.schedule == "cosine"
+        assert recipe.task == name.split("_")[1]
+    assert TrainConfig.from_file(REPO / "configs/cpu_binary.json", {"use_metadata": False}).use_metadata is False
+    for path in sorted((REPO / "configs").glob("*.json")):
+        TrainConfig.from_file(path).resolved()  # every recipe is valid
+
+
+def test_boolean_settings_have_both_flags():
+    import argparse
+
+    from src.training.config import add_train_arguments, given_settings
+
+    parser = argparse.ArgumentParser()
+    add_train_arguments(parser)
+    assert given_settings(parser.parse_args(["--no-use-metadata", "--augmentation"])) == {
+        "use_metadata": False, "augmentation": True}
+    assert given_settings(parser.parse_args([])) == {}

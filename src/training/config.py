@@ -93,10 +93,12 @@ class TrainConfig:
         """Settings from a config file, overridden by those given on the command line.
 
         The file is either a plain settings object or a run's ``training_config.json``, whose
-        ``settings`` are taken, so a recorded run can be trained again as it was.
+        ``settings`` are taken, so a recorded run can be trained again as it was. Keys starting
+        with ``_`` are notes for people (a recipe's purpose and results) and are ignored.
         """
         if "settings" in file_values and isinstance(file_values["settings"], dict):
             file_values = file_values["settings"]
+        file_values = {key: value for key, value in file_values.items() if not key.startswith("_")}
         unknown = sorted(set(file_values) - set(cls.names()))
         if unknown:
             raise ConfigError(f"Config file {config_file}: unknown setting(s) {', '.join(unknown)}; "
@@ -232,12 +234,9 @@ def add_train_arguments(parser) -> None:
         name, default = item.name, getattr(defaults, item.name)
         shown = "" if default is None else f" (default: {default})"
         flags = ["--" + name.replace("_", "-")] + (["--model"] if name == "architecture" else [])
-        if item.type == "bool" and default:
-            parser.add_argument("--no-" + name.replace("_", "-"), dest=name, action="store_false",
-                                default=argparse.SUPPRESS, help=f"turn off: {HELP[name]}")
-        elif item.type == "bool":
-            parser.add_argument(*flags, dest=name, action="store_true", default=argparse.SUPPRESS,
-                                help=HELP[name])
+        if item.type == "bool":  # --flag and --no-flag, so a command line can undo a config file
+            parser.add_argument(*flags, dest=name, action=argparse.BooleanOptionalAction,
+                                default=argparse.SUPPRESS, help=f"{HELP[name]} (default: {default})")
         else:
             choices = {"task": ("binary", "multiclass"), "precision": tuple(PRECISIONS),
                        "schedule": SCHEDULES, "calibration": CALIBRATIONS}.get(name)
