@@ -31,8 +31,6 @@ def build_parser():
 
 
 def main(args) -> int:
-    from src.training.trainer import resume, train
-
     given = given_settings(args)
     if args.resume:
         if given or args.config:
@@ -41,12 +39,18 @@ def main(args) -> int:
                 f"--resume continues {args.resume} with the settings in its training_config.json; "
                 f"it cannot take {flags}. To train with other settings, start a new run: "
                 f"--config {Path(args.resume) / 'training_config.json'} plus your flags.")
+    else:  # settings are checked before TensorFlow starts, so a mistake is reported at once
+        config = TrainConfig.from_file(args.config, given) if args.config else TrainConfig.from_sources({}, given)
+        config = config.resolved()
+    cli.start_tensorflow(args.debug)
+    from src.training.trainer import resume, train
+
+    if args.resume:
         resume(Path(args.resume))
-        return 0
-    config = TrainConfig.from_file(args.config, given) if args.config else TrainConfig.from_sources({}, given)
-    train(config)
+    else:
+        train(config)
     return 0
 
 
 if __name__ == "__main__":
-    cli.run(build_parser, main)
+    cli.run(build_parser, main, tensorflow=False)

@@ -36,4 +36,4 @@ def main(args) -> int:
 
 
 if __name__ == "__main__":
-    cli.run(build_parser, main)
+    cli.run(build_parser, main, tensorflow=False)

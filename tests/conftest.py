@@ -98,9 +98,10 @@ class TrainedRun:
 
 
 #: The shared run's settings: small and fast, yet it learns the sample data (validation ROC-AUC
-#: near 1). Multi-worker tests train the same settings to compare with it.
+#: near 1). Multi-worker tests train the same settings to compare with it; without dropout,
+#: whose random masks are drawn per process, the two train the same model.
 TRAINED_SETTINGS = ("--architecture", "vgg_scratch", "--weights", "none", "--img-size", 48, "--skip-phase1",
-                    "--batch-size", 32, "--precision", "float32", "--early-stopping-patience", 6)
+                    "--batch-size", 32, "--precision", "float32", "--early-stopping-patience", 6, "--dropout", 0)
 TRAINED_EPOCHS = 6
 
 
@@ -119,4 +120,14 @@ def trained_run(sample_split, tmp_path_factory) -> TrainedRun:
                "--epochs2", TRAINED_EPOCHS)
     run_script("04_tune_threshold.py", "--outputs-dir", outputs)
     run_script("05_evaluate.py", "--outputs-dir", outputs, "--bootstrap", 300)
+    return TrainedRun(outputs, (outputs / "latest").resolve(), sample_split)
+
+
+@pytest.fixture(scope="session")
+def metadata_run(sample_split, tmp_path_factory) -> TrainedRun:
+    """A 7-class model with the patient-metadata input, trained briefly on the sample data."""
+    outputs = tmp_path_factory.mktemp("metadata")
+    run_script("03_train.py", "--split-file", sample_split, "--outputs-dir", outputs, "--architecture",
+               "simple_cnn", "--weights", "none", "--img-size", 32, "--skip-phase1", "--epochs2", 2,
+               "--task", "multiclass", "--use-metadata")
     return TrainedRun(outputs, (outputs / "latest").resolve(), sample_split)

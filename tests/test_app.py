@@ -51,15 +51,13 @@ def infer_csv(folder_or_list: Path, run: Path, out: Path) -> bytes:
 
 
 @functools.cache
-def trained_runs(sample_dir: Path, shared_run: Path, split_file: Path, root: Path) -> AppRuns:
+def trained_runs(sample_dir: Path, shared_run: Path, metadata_run: Path, root: Path) -> AppRuns:
     """Made once per session, however many test modules ask (a fixture imported into another
-    module would be a second fixture and train again): a copy of the shared binary run (newest)
-    beside a 7-class model with a metadata input."""
+    module would be a second fixture and copy again): copies of the shared binary run (the
+    newest) and of the shared 7-class model with a metadata input."""
     outputs = root / "outputs"
-    run_script("03_train.py", "--split-file", split_file, "--outputs-dir", outputs, "--architecture", "simple_cnn",
-               "--weights", "none", "--img-size", 32, "--skip-phase1", "--epochs2", 2, "--task", "multiclass",
-               "--use-metadata")
-    multiclass = (outputs / "latest").resolve()
+    multiclass = outputs / "runs" / metadata_run.name
+    shutil.copytree(metadata_run, multiclass)
     binary = outputs / "runs" / f"29991231-235959_{shared_run.name.split('_', 1)[1]}"
     shutil.copytree(shared_run, binary)
     record = json.loads((binary / "training_config.json").read_text())
@@ -77,9 +75,8 @@ def trained_runs(sample_dir: Path, shared_run: Path, split_file: Path, root: Pat
 
 
 @pytest.fixture(scope="session")
-def app_runs(sample_dir, trained_run, tmp_path_factory) -> AppRuns:
-    return trained_runs(sample_dir, trained_run.run, trained_run.split_file,
-                        tmp_path_factory.getbasetemp() / "app_runs")
+def app_runs(sample_dir, trained_run, metadata_run, tmp_path_factory) -> AppRuns:
+    return trained_runs(sample_dir, trained_run.run, metadata_run.run, tmp_path_factory.getbasetemp() / "app_runs")
 
 
 def sample_images(runs: AppRuns, count: int) -> list[Path]:

@@ -53,9 +53,8 @@ def wait_until_up(url: str, server: subprocess.Popen, seconds: float = 60) -> No
 
 
 @pytest.fixture(scope="module")
-def app_runs(sample_dir, trained_run, tmp_path_factory) -> AppRuns:
-    return trained_runs(sample_dir, trained_run.run, trained_run.split_file,
-                        tmp_path_factory.getbasetemp() / "app_runs")
+def app_runs(sample_dir, trained_run, metadata_run, tmp_path_factory) -> AppRuns:
+    return trained_runs(sample_dir, trained_run.run, metadata_run.run, tmp_path_factory.getbasetemp() / "app_runs")
 
 
 @pytest.fixture(scope="module")

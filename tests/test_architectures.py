@@ -90,8 +90,10 @@ def randomise_trainable_weights(model: keras.Model, seed: int = 0) -> None:
 
 
 def outputs_and_features(model: keras.Model, images: np.ndarray) -> dict[str, np.ndarray]:
-    features = keras.Model(model.input, model.get_layer("pool").output)
-    return {"outputs": model.predict(images, verbose=0), "features": features.predict(images, verbose=0)}
+    """One eager call (tracing ``predict`` twice per large backbone costs more than it runs)."""
+    both = keras.Model(model.input, [model.output, model.get_layer("pool").output])
+    outputs, features = both(images, training=False)
+    return {"outputs": np.asarray(outputs), "features": np.asarray(features)}
 
 
 CHECKER = """
@@ -101,8 +103,8 @@ images = np.load(folder + '/images.npy')
 for name in names:
     model = keras.models.load_model(f'{folder}/{name}.h5')
     expected = np.load(f'{folder}/{name}.npz')
-    got = {'outputs': model.predict(images, verbose=0),
-           'features': keras.Model(model.input, model.get_layer('pool').output).predict(images, verbose=0)}
+    both = keras.Model(model.input, [model.output, model.get_layer('pool').output])
+    got = dict(zip(('outputs', 'features'), map(np.asarray, both(images, training=False))))
     for key in ('outputs', 'features'):
         scale = float(np.abs(expected[key]).max()) or 1.0
         np.testing.assert_allclose(got[key], expected[key], rtol=1e-4, atol=1e-5 * scale,
@@ -116,7 +118,7 @@ assert 'src' not in sys.modules
 @pytest.mark.slow
 def test_every_architecture_saves_portable_h5_and_is_explained(tmp_path):
     """Per architecture (built once, it takes a while): the .h5 loads without src and predicts
-    the same, the unfreeze default fits the backbone, and Grad-CAM and saliency give finite
+    the same, the unfreeze default fits the backbone, and Grad-CAM gives finite
     maps of the input's size."""
     from src.evaluation.explain import explain
 
@@ -127,10 +129,9 @@ def test_every_architecture_saves_portable_h5_and_is_explained(tmp_path):
         model = SkinLesionCNN(name, task, weights="none", img_size=size).build()
         spec = get_architecture(name)
         assert spec.unfreeze_layers < len(model.get_layer("backbone").layers), name
-        for method in ("gradcam", "saliency"):
-            heat = explain(model, images, method)
-            assert heat.shape == (3, size, size) and np.isfinite(heat).all(), (name, method)
-            assert heat.min() >= 0 and heat.max() <= 1, (name, method)
+        heat = explain(model, images, "gradcam")  # saliency shares the rewiring (test_explain.py)
+        assert heat.shape == (3, size, size) and np.isfinite(heat).all(), name
+        assert heat.min() >= 0 and heat.max() <= 1, name
         randomise_trainable_weights(model)
         save_model(model, tmp_path / f"{name}.h5", {"task": task})  # our attribute must not hurt
         np.savez(tmp_path / f"{name}.npz", **outputs_and_features(model, images))

@@ -80,11 +80,12 @@ def test_two_workers_train_one_model_into_one_run_folder(split_file, trained_run
     model = keras.models.load_model(run / "models/vgg_scratch_best.h5", compile=False)
     assert model.predict(np.zeros((2, 48, 48, 3), "float32"), verbose=0).shape == (2, 1)
 
-    # The shared run trained the same settings in one process: the first two epochs saw the
-    # same batches. Float sums over two workers differ in the last bits; so do the figures.
-    single = pd.read_csv(trained_run.run / "logs/phase2.csv").iloc[:2]
-    np.testing.assert_allclose(log["loss"], single["loss"], atol=0.05)
-    np.testing.assert_allclose(log["val_loss"], single["val_loss"], atol=0.1)
+    # The shared run trained the same settings in one process: its first epoch saw the same
+    # batches from the same weights. Float sums over two workers differ in the last bits, which
+    # training amplifies, so the figures agree closely, not exactly, and only at first.
+    single = pd.read_csv(trained_run.run / "logs/phase2.csv").iloc[0]
+    assert log["loss"][0] == pytest.approx(single["loss"], abs=0.01)
+    assert log["val_loss"][0] == pytest.approx(single["val_loss"], abs=0.05)
 
 
 SHARDS = """
@@ -134,21 +135,21 @@ cli.start_tensorflow()
 from src.training.config import TrainConfig
 from src.training.trainer import train
 
-class DieAfterEpoch2(keras.callbacks.Callback):
+class DieAfterEpoch1(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
-        if epoch + 1 == 2:
+        if epoch + 1 == 1:
             os.kill(os.getpid(), signal.SIGKILL)
 
 train(TrainConfig(architecture="vgg_scratch", weights="none", img_size=48, skip_phase1=True, batch_size=32,
-                  precision="float32", early_stopping_patience=6, epochs2=3, split_file=sys.argv[1],
+                  precision="float32", early_stopping_patience=6, dropout=0.0, epochs2=2, split_file=sys.argv[1],
                   outputs_dir=sys.argv[2]),
-      extra_callbacks=[DieAfterEpoch2()])
+      extra_callbacks=[DieAfterEpoch1()])
 """
 
 
 def test_a_killed_worker_is_resumed_with_the_others(split_file, tmp_path):
     outputs = tmp_path / "out"
-    chief, worker = start_workers([train_command(split_file, outputs, "--epochs2", 3),
+    chief, worker = start_workers([train_command(split_file, outputs, "--epochs2", 2),
                                    [sys.executable, "-c", KILLED_WORKER, str(split_file), str(outputs)]])
     worker.communicate(timeout=600)
     assert worker.returncode == -signal.SIGKILL
@@ -163,6 +164,6 @@ def test_a_killed_worker_is_resumed_with_the_others(split_file, tmp_path):
     assert [process.returncode for process in resumed] == [0, 0], results[1][1][-3000:]
     assert all("Resuming phase 2 at epoch" in stderr for _, stderr in results)
     log = pd.read_csv(run / "logs/phase2.csv")
-    assert list(log["epoch"]) == [1, 2, 3]
+    assert list(log["epoch"]) == [1, 2]
     config = json.loads((run / "training_config.json").read_text())
     assert config["status"] == "completed" and len(list((outputs / "runs").iterdir())) == 1

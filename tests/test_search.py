@@ -17,7 +17,7 @@ from src.training.config import TrainConfig
 from src.training.search import default_space, search_space
 from tests.conftest import REPO, run_script
 
-BASE = ("--architecture", "simple_cnn", "--weights", "none", "--skip-phase1", "--epochs2", 2,
+BASE = ("--architecture", "simple_cnn", "--weights", "none", "--skip-phase1", "--epochs2", 1,
         "--img-size", 32, "--batch-size", 64)
 
 
@@ -51,26 +51,26 @@ class KillInTrial2(keras.callbacks.Callback):
     epochs = 0
     def on_epoch_end(self, epoch, logs=None):
         KillInTrial2.epochs += 1
-        if KillInTrial2.epochs == 3:  # trial 0 trains epochs 1-2; trial 1 dies after its first
+        if KillInTrial2.epochs == 2:  # trial 0 trains its one epoch; trial 1 dies after its first
             os.kill(os.getpid(), signal.SIGKILL)
 
 cli.setup_logging()
-run_search(TrainConfig(architecture="simple_cnn", weights="none", skip_phase1=True, epochs2=2, img_size=32,
+run_search(TrainConfig(architecture="simple_cnn", weights="none", skip_phase1=True, epochs2=1, img_size=32,
                        batch_size=64, split_file=sys.argv[1], outputs_dir=sys.argv[2]),
            3, "study", extra_callbacks=[KillInTrial2()])
 """
 
 
 @pytest.mark.slow
-def test_a_killed_search_resumes_keeps_its_finished_trial_and_its_best_settings_train(sample_dir, tmp_path):
-    run_script("02_prepare_split.py", "--data-dir", sample_dir, "--out-dir", tmp_path / "split")
-    split = tmp_path / "split/split.csv"
+def test_a_killed_search_resumes_keeps_its_finished_trial_and_its_best_settings_train(sample_split, tmp_path):
+    split = sample_split
     killed = subprocess.run([sys.executable, "-c", KILLED_IN_TRIAL_2, str(split), str(tmp_path)], cwd=REPO,
                             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}, capture_output=True, text=True)
     assert killed.returncode == -9, killed.stderr[-2000:]
     storage = f"sqlite:///{tmp_path / 'search/study/study.db'}"
     first = optuna.load_study(study_name="study", storage=storage).trials[0]
     assert first.state == optuna.trial.TrialState.COMPLETE
+    assert first.params["img_size"] == 32 and first.params["schedule"] == "plateau"  # the base settings
 
     result = run_script("search_hparams.py", "--split-file", split, "--outputs-dir", tmp_path, *BASE,
                         "--trials", 3, "--study-name", "study")
@@ -108,16 +108,15 @@ from src import cli
 from src.training.config import TrainConfig
 from src.training.search import run_search
 cli.setup_logging()
-run_search(TrainConfig(architecture="simple_cnn", weights="none", skip_phase1=True, epochs2=3, img_size=32,
+run_search(TrainConfig(architecture="simple_cnn", weights="none", skip_phase1=True, epochs2=2, img_size=32,
                        batch_size=64, split_file=sys.argv[1], outputs_dir=sys.argv[2]),
            1, "pruned", pruner=optuna.pruners.ThresholdPruner(lower=1.5))
 """
 
 
 @pytest.mark.slow
-def test_a_pruned_trial_stops_and_its_run_folder_says_so(sample_dir, tmp_path):
-    run_script("02_prepare_split.py", "--data-dir", sample_dir, "--out-dir", tmp_path / "split")
-    result = subprocess.run([sys.executable, "-c", FORCED_PRUNING, str(tmp_path / "split/split.csv"), str(tmp_path)],
+def test_a_pruned_trial_stops_and_its_run_folder_says_so(sample_split, tmp_path):
+    result = subprocess.run([sys.executable, "-c", FORCED_PRUNING, str(sample_split), str(tmp_path)],
                             cwd=REPO, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "Trial 0 pruned" in result.stderr and "no best settings yet" in result.stderr

@@ -308,3 +308,12 @@ def test_mirrored_strategy_over_two_logical_cpus(split_file, tmp_path):
     devices = json.loads(result.stdout.strip().splitlines()[-1])
     assert devices["strategy"] == "MirroredStrategy" and devices["replicas"] == 2
     assert (tmp_path / "latest/models/simple_cnn_best.h5").is_file()
+
+
+@pytest.mark.parametrize("recipe", ["cpu_binary", "cpu_multiclass"])
+def test_the_cpu_recipes_run_an_epoch(recipe, split_file, tmp_path):
+    run_script("03_train.py", "--config", REPO / "configs" / f"{recipe}.json", "--split-file", split_file,
+               "--outputs-dir", tmp_path, "--epochs2", 1)
+    record = json.loads(((tmp_path / "latest").resolve() / "training_config.json").read_text())
+    assert record["status"] == "completed" and record["task"] == recipe.split("_")[1]
+    assert record["settings"]["img_size"] == 64 and record["metadata_encoding"]["columns"][0] == "age"

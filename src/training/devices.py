@@ -2,7 +2,7 @@
 
 * GPU memory growth is switched on so TensorFlow does not grab every GPU's whole memory.
 * Precision ``auto`` is ``mixed_float16`` on GPUs (Tensor Cores), ``mixed_bfloat16`` on CPUs
-  with bfloat16 matrix units (AVX512-BF16 or AMX, where ``scripts/bench_precision.py``
+  with bfloat16 matrix units (AVX512-BF16 or AMX, where ``scripts/bench_training.py``
   measured training 30 % faster) and ``float32`` elsewhere. Keras wraps the optimizer in a
   ``LossScaleOptimizer`` for ``mixed_float16`` by itself.
 * ``MirroredStrategy`` spans all visible GPUs (or the devices given), and
@@ -20,6 +20,7 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
+from src.cli import stderr_captured
 from src.errors import ConfigError
 from src.training.config import PRECISIONS
 from src.training.multiworker import describe_worker, is_multi_worker, patch_keras
@@ -104,6 +105,10 @@ def configure_devices(precision: str = "auto", devices: list[str] | None = None,
     if deterministic:
         tf.config.experimental.enable_op_determinism()
     strategy = make_strategy(devices)
+    with stderr_captured():  # after the strategy: multi-worker set-up must precede any op
+        # oneDNN's once-per-process notice on boolean ops, printed mid-training by the 7-class
+        # AUC metrics on CPUs without full AVX-512, is triggered (and caught) here instead.
+        tf.transpose(tf.zeros((1, 1), tf.bool))
     reason = " (auto: this CPU has bfloat16 units)" if precision == "auto" and policy == "mixed_bfloat16" else ""
     setup = DeviceSetup(strategy, policy, [gpu.name for gpu in gpus])
     log.info("Devices: %d GPU(s), %s with %d replica(s), precision %s%s%s", len(gpus),

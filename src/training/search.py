@@ -5,7 +5,8 @@ The search space is decided in one place, :func:`default_space`, from the archit
 native size) and can be overridden by a JSON file of the same shape. Each trial is an ordinary
 training run in ``<outputs>/search/<study>/runs/`` tagged with its study and number, so every
 other script works on it; the objective is the validation metric training already monitors
-(``val_pr_auc``) — the test split is never read. Optuna's Keras callback reports the metric
+(``val_pr_auc``) — the test split is never read. The first trial is the base settings
+themselves, so the study shows what tuning adds to them. Optuna's Keras callback reports the metric
 after every epoch and stops trials the median pruner deems poor. The study lives in a database
 (SQLite beside the trials by default), so an interrupted search resumes where it stopped, and a
 PostgreSQL/MySQL URL lets several processes or machines share one study.
@@ -152,6 +153,18 @@ def finished(study: optuna.Study) -> int:
     return len(study.get_trials(deepcopy=False, states=states))
 
 
+def enqueue_base(study: optuna.Study, base: TrainConfig, space: dict[str, dict]) -> None:
+    """Make a new study's first trial the base settings themselves (where the space allows
+    them): the search then starts from the recipe and shows what tuning adds to it."""
+    def allowed(entry: dict, value) -> bool:
+        if entry["type"] == "categorical":
+            return value in entry["choices"]
+        return value is not None and entry["low"] <= value <= entry["high"]
+
+    values = {name: getattr(base, name) for name, entry in space.items() if allowed(entry, getattr(base, name))}
+    study.enqueue_trial(values, skip_if_exists=True)
+
+
 def run_search(base: TrainConfig, trials: int, study_name: str, storage: str | None = None,
                timeout: float | None = None, space_file: Path | None = None,
                extra_callbacks: list | None = None,
@@ -164,6 +177,8 @@ def run_search(base: TrainConfig, trials: int, study_name: str, storage: str | N
     storage = storage or default_storage(Path(base.outputs_dir), study_name)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = open_study(study_name, storage, pruner)
+    if not study.trials:
+        enqueue_base(study, base, space)
     remaining = trials - finished(study)
     log.info("Study %s (%s): %d trial(s) finished, %d to run; search space: %s", study_name, storage,
              trials - remaining, max(remaining, 0), ", ".join(space))
