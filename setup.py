@@ -19,5 +19,5 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["src", "src.*"]),
     install_requires=requirements,
-    extras_require={"test": ["pytest>=8", "playwright>=1.45"]},
+    extras_require={"test": ["pytest>=8", "pytest-xdist>=3", "playwright>=1.45"]},
 )

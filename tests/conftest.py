@@ -2,15 +2,19 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import cv2
 import numpy as np
 import pandas as pd
 import pytest
+
+from src.io_utils import exclusive
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = REPO / "scripts"
@@ -59,12 +63,34 @@ def balanced_rows(lesions_per_class: int = 6, images_per_lesion: int = 1) -> lis
     return rows
 
 
+def built_once(tmp_path_factory, name: str, build: Callable[[Path], None]) -> Path:
+    """A session fixture's folder, built by the first of the parallel test processes
+    (``make test`` runs pytest-xdist workers) under a lock and reused by the others."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the workers' base folders share this parent
+    folder, done = root / name, root / f"{name}.done"
+    with exclusive(root / f"{name}.lock"):
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)  # a build that failed half-way
+            folder.mkdir(parents=True)
+            build(folder)
+            done.touch()
+    return folder
+
+
+def copy_run(source: Path, destination: Path) -> Path:
+    """Copy a shared run that tests in other processes may be writing into at the same time:
+    their files in progress (temporary dot-names, renamed when complete) are left out."""
+    return Path(shutil.copytree(source, destination, ignore=shutil.ignore_patterns(".*")))
+
+
 @pytest.fixture(scope="session")
 def sample_dir(tmp_path_factory) -> Path:
     """The synthetic sample dataset, generated once per test session."""
     from src.data.sample import make_sample_dataset
 
-    return make_sample_dataset(tmp_path_factory.mktemp("sample") / "sample")
+    return built_once(tmp_path_factory, "sample", lambda folder: make_sample_dataset(folder / "sample")) / "sample"
 
 
 def shared_dir(variable: str) -> Path:
@@ -108,26 +134,31 @@ TRAINED_EPOCHS = 6
 @pytest.fixture(scope="session")
 def sample_split(sample_dir, tmp_path_factory) -> Path:
     """The binary split of the sample data."""
-    out = tmp_path_factory.mktemp("sample_split")
-    run_script("02_prepare_split.py", "--data-dir", sample_dir, "--out-dir", out)
-    return out / "split.csv"
+    def build(out: Path) -> None:
+        run_script("02_prepare_split.py", "--data-dir", sample_dir, "--out-dir", out)
+
+    return built_once(tmp_path_factory, "sample_split", build) / "split.csv"
 
 
 @pytest.fixture(scope="session")
 def trained_run(sample_split, tmp_path_factory) -> TrainedRun:
-    outputs = tmp_path_factory.mktemp("trained")
-    run_script("03_train.py", "--split-file", sample_split, "--outputs-dir", outputs, *TRAINED_SETTINGS,
-               "--epochs2", TRAINED_EPOCHS)
-    run_script("04_tune_threshold.py", "--outputs-dir", outputs)
-    run_script("05_evaluate.py", "--outputs-dir", outputs, "--bootstrap", 300)
+    def build(outputs: Path) -> None:
+        run_script("03_train.py", "--split-file", sample_split, "--outputs-dir", outputs, *TRAINED_SETTINGS,
+                   "--epochs2", TRAINED_EPOCHS)
+        run_script("04_tune_threshold.py", "--outputs-dir", outputs)
+        run_script("05_evaluate.py", "--outputs-dir", outputs, "--bootstrap", 300)
+
+    outputs = built_once(tmp_path_factory, "trained", build)
     return TrainedRun(outputs, (outputs / "latest").resolve(), sample_split)
 
 
 @pytest.fixture(scope="session")
 def metadata_run(sample_split, tmp_path_factory) -> TrainedRun:
     """A 7-class model with the patient-metadata input, trained briefly on the sample data."""
-    outputs = tmp_path_factory.mktemp("metadata")
-    run_script("03_train.py", "--split-file", sample_split, "--outputs-dir", outputs, "--architecture",
-               "simple_cnn", "--weights", "none", "--img-size", 32, "--skip-phase1", "--epochs2", 2,
-               "--task", "multiclass", "--use-metadata")
+    def build(outputs: Path) -> None:
+        run_script("03_train.py", "--split-file", sample_split, "--outputs-dir", outputs, "--architecture",
+                   "simple_cnn", "--weights", "none", "--img-size", 32, "--skip-phase1", "--epochs2", 2,
+                   "--task", "multiclass", "--use-metadata")
+
+    outputs = built_once(tmp_path_factory, "metadata", build)
     return TrainedRun(outputs, (outputs / "latest").resolve(), sample_split)

@@ -14,7 +14,7 @@ from streamlit.testing.v1 import AppTest
 
 from src.evaluation import app_support
 from src.layout import open_run
-from tests.conftest import REPO, run_script
+from tests.conftest import REPO, copy_run, run_script
 
 APP = REPO / "app.py"
 TIMEOUT = 120  # the first run of a session imports TensorFlow
@@ -57,9 +57,9 @@ def trained_runs(sample_dir: Path, shared_run: Path, metadata_run: Path, root: P
     newest) and of the shared 7-class model with a metadata input."""
     outputs = root / "outputs"
     multiclass = outputs / "runs" / metadata_run.name
-    shutil.copytree(metadata_run, multiclass)
+    copy_run(metadata_run, multiclass)
     binary = outputs / "runs" / f"29991231-235959_{shared_run.name.split('_', 1)[1]}"
-    shutil.copytree(shared_run, binary)
+    copy_run(shared_run, binary)
     record = json.loads((binary / "training_config.json").read_text())
     record["provenance"]["started"] = "2999-12-31T23:59:59"  # the newest: the page's first choice
     (binary / "training_config.json").write_text(json.dumps(record))

@@ -14,7 +14,7 @@ import pytest
 from src.errors import ConfigError
 from src.evaluation import compare
 from src.layout import RunLayout
-from tests.conftest import REPO, run_script
+from tests.conftest import REPO, copy_run, run_script
 
 LOG_COLUMNS = ["epoch", "learning_rate", "seconds", "loss", "val_loss", "val_roc_auc", "val_pr_auc",
                "val_sensitivity", "val_specificity"]
@@ -267,7 +267,7 @@ def test_script_refuses_an_unknown_sort_key_and_a_missing_folder(outputs, tmp_pa
 def test_real_runs_and_hand_made_folders(trained_run, tmp_path):
     """A trained, tuned and evaluated sample run next to broken folders and a search trial."""
     outputs = tmp_path / "outputs"
-    shutil.copytree(trained_run.run, outputs / "runs" / trained_run.run.name)
+    copy_run(trained_run.run, outputs / "runs" / trained_run.run.name)
     real = RunLayout(outputs / "runs" / trained_run.run.name, "vgg_scratch")
     trial = outputs / "search/mystudy/runs" / real.root.name
     shutil.copytree(real.root, trial)

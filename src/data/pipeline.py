@@ -12,15 +12,12 @@ are never augmented, and the last partial batch is kept so no image is dropped.
 """
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import json
 import logging
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import cv2
 import numpy as np
@@ -31,7 +28,7 @@ from tqdm import tqdm
 from src.data.dataset import check_missing_fraction
 from src.data.images import DECODER_VERSION, decode_files, decoding_error
 from src.errors import DatasetError
-from src.io_utils import atomic_path, write_json_atomic
+from src.io_utils import atomic_path, exclusive, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -77,19 +74,6 @@ def cache_key(paths: list[str], size: tuple[int, int]) -> str:
         except OSError:
             digest.update(f"{path}\0missing\n".encode())
     return digest.hexdigest()[:20]
-
-
-@contextlib.contextmanager
-def exclusive(lock_path: Path) -> Iterator[None]:
-    """Hold an exclusive lock on ``lock_path``: processes that want the same cache (the
-    workers of a multi-worker run, parallel search trials) wait for the first to build it."""
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def load_or_build_cache(paths: list[str], size: tuple[int, int], cache_dir: Path,
