@@ -42,11 +42,11 @@ demo: install $(SAMPLE_DIR)/HAM10000_metadata.csv
 	$(PY) scripts/07_explain.py --outputs-dir $(DEMO_OUT)
 	@echo "Done. Results: $(DEMO_OUT)/latest/ (model_card.md, test_metrics.json, plots/, explain/)"
 
-# Two processes (pytest-xdist), one test file each at a time: about N minutes on 2 CPU cores.
+# Two processes (pytest-xdist), one test file each at a time: about 11 minutes on 2 CPU cores.
 test: install
 	$(PY) -m pytest -n 2 --dist loadfile
 
-# The inner loop: everything but the end-to-end training tests (about a minute).
+# The inner loop: everything but the end-to-end training tests (about two minutes).
 test-fast: install
 	$(PY) -m pytest -m "not slow"
 

@@ -155,6 +155,7 @@ def test_weights_argument_is_checked(tmp_path):
         resolve_weights(str(tmp_path / "missing.h5"), get_architecture("resnet50"))
 
 
+@pytest.mark.filterwarnings("ignore:`input_shape` is undefined or non-square")  # Keras, on the default size
 def test_imagenet_download_failure_says_what_to_do(monkeypatch):
     from keras.src.utils import file_utils
 
