@@ -186,19 +186,26 @@ def test_multiclass_chain_without_threshold(sample_dir, tmp_path):
     assert "oneDNN" not in trained.stderr  # the 7-class AUC metrics' notice on boolean ops is caught
     images = sorted((sample_dir / "HAM10000_images_part_2").iterdir())[:3]
     result = run_script("06_infer.py", images[0].parent, "--outputs-dir", tmp_path, "--output", tmp_path / "p.csv")
-    assert "labelling at threshold 0.5" in result.stderr and "calibration temperature" in result.stderr
+    assert "labelling at threshold 0.5" in result.stderr and "calibration bias_temperature" in result.stderr
     scores = pd.read_csv(tmp_path / "p.csv")
     columns = [f"prob_{dx}" for dx in ("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc")]
     assert list(scores.columns) == ["path", *columns, "top_class", "malignant_score", "label", "error"]
     np.testing.assert_allclose(scores[columns].sum(axis=1), 1, atol=1e-4)
     np.testing.assert_allclose(scores["malignant_score"], scores[["prob_akiec", "prob_bcc", "prob_mel"]].sum(axis=1),
                                atol=1e-6)
+    run = (tmp_path / "latest").resolve()
+    prior = json.loads((run / "calibration.json").read_text())["class_prior"]
+    balanced = (scores[columns].to_numpy() / prior).argmax(axis=1)  # top class: highest relative to prevalence
+    assert list(scores["top_class"]) == [columns[index][len("prob_"):] for index in balanced]
     run_script("04_tune_threshold.py", "--outputs-dir", tmp_path, "--target-sensitivity", "0.5")  # 2 epochs
     threshold = json.loads(((tmp_path / "latest").resolve() / "threshold.json").read_text())
     assert threshold["task"] == "multiclass" and "akiec, bcc, mel" in threshold["score"]
     run_script("05_evaluate.py", "--outputs-dir", tmp_path, "--bootstrap", 50)
     metrics_file = json.loads(((tmp_path / "latest").resolve() / "test_metrics.json").read_text())
     assert {"macro_roc_auc", "balanced_accuracy"} <= set(metrics_file["multiclass"])
+    predictions = pd.read_csv(run / "test_predictions.csv")
+    assert metrics_file["multiclass"]["balanced_accuracy"]["value"] == pytest.approx(
+        metrics.balanced_accuracy_score(predictions["dx"], predictions["top_class"]))
 
 
 def test_infer_finds_the_images_of_a_ham10000_download_in_its_subfolders(chain, sample_dir, tmp_path):
@@ -256,7 +263,10 @@ def test_a_metadata_model_scores_the_same_after_a_round_trip_and_without_metadat
     encoding = json.loads((run / "training_config.json").read_text())["metadata_encoding"]
     assert encoding["columns"][:2] == ["age", "age_missing"] and "localization=unknown" in encoding["columns"]
     run_script("05_evaluate.py", "--run-dir", run, "--bootstrap", 0, "--lesion-level")  # the plain
-    evaluated = pd.read_csv(run / "test_predictions_lesion.csv").iloc[:6]  # files stay for other tests
+    lesions = pd.read_csv(run / "test_predictions_lesion.csv")  # the plain files stay for other tests
+    assert lesions["lesion_id"].is_unique and lesions["images"].sum() == len(lesions["image_ids"].str.cat(sep=";").split(";"))
+    single = lesions[lesions["images"] == 1].iloc[:6]  # a lesion's mean is its one image's score
+    evaluated = single.assign(image_id=single["image_ids"])
     split = pd.read_csv(metadata_run.split_file).set_index("image_id").loc[evaluated["image_id"]]
     listed = split[["image_path", "age", "sex", "localization"]].rename(columns={"image_path": "path"})
     listed.to_csv(tmp_path / "list.csv", index=False)

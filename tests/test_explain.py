@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from src.evaluation.explain import explain, gradcam, saliency
+from src.evaluation.explanations import multiclass_cases
 from src.models.factory import SkinLesionCNN
 from tests.conftest import run_script
 
@@ -122,3 +123,19 @@ def test_explain_chosen_images_and_refuse_to_overwrite(trained, sample_dir, tmp_
     again = run_script("07_explain.py", "--outputs-dir", outputs, "--images", images[0], "--method",
                        "saliency", check=False)
     assert again.returncode == 2 and "--force" in again.stderr
+
+
+def test_seven_class_cases_follow_the_top_class_decision_not_the_argmax():
+    """The test cases shown for a 7-class model are grouped by its top class (the class-balanced
+    decision), with the confidence of that class."""
+    table = pd.DataFrame({"image_id": [f"ISIC_{i}" for i in range(4)], "dx": ["mel", "mel", "nv", "nv"]})
+    probabilities = np.full((4, 7), 0.05)
+    probabilities[:, 5] = 0.7  # nv (index 5) is every row's argmax ...
+    probabilities[0, 4] = 0.2
+    predicted = np.array([4, 5, 5, 4])  # ... but the decision calls images 0 and 3 melanoma
+    cases = multiclass_cases(table, probabilities, predicted, per_group=2)
+    groups = cases.groupby("group")["image_id"].apply(list).to_dict()
+    assert groups == {"mel_correct": ["ISIC_0"], "mel_missed": ["ISIC_1"], "nv_correct": ["ISIC_2"],
+                      "nv_missed": ["ISIC_3"]}
+    assert cases.set_index("image_id").loc["ISIC_0", "confidence"] == pytest.approx(0.2)
+    assert list(cases.set_index("image_id").loc[["ISIC_0", "ISIC_3"], "class_index"]) == [4, 4]

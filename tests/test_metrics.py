@@ -118,7 +118,8 @@ def test_expected_calibration_error_known_cases():
 def test_lesion_aggregation_takes_the_mean_per_lesion():
     table = pd.DataFrame({"lesion_id": ["L1", "L2", "L1"], "label": [1, 0, 1], "image_id": ["a", "b", "c"]})
     lesions, scores = aggregate_lesions(table, np.array([0.2, 0.9, 0.6]))
-    assert list(lesions["lesion_id"]) == ["L1", "L2"]
+    assert list(lesions["lesion_id"]) == ["L1", "L2"] and list(lesions["label"]) == [1, 0]
+    assert list(lesions["images"]) == [2, 1] and list(lesions["image_ids"]) == ["a;c", "b"]
     np.testing.assert_allclose(scores, [0.4, 0.9])
 
 

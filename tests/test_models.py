@@ -6,8 +6,10 @@ import keras
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.metrics import balanced_accuracy_score
 
 from src.data.metadata import MetadataEncoding
+from src.labels import malignant_of_labels, malignant_score
 from src.metrics import brier_score, expected_calibration_error
 from src.models.calibration import Calibration, fit_calibration
 from src.models.factory import SkinLesionCNN, unfreeze_top_layers
@@ -104,6 +106,34 @@ def test_temperature_scaling_of_seven_classes():
     assert Calibration.from_dict(calibration.as_dict()) == calibration
     with pytest.raises(ValueError, match="Platt scaling is for binary"):
         fit_calibration(labels, sharp, "platt")
+
+
+def test_bias_corrected_temperature_undoes_the_prior_shift_of_class_weights():
+    """A class-weighted 7-class model outputs balanced, over-confident probabilities; the truth
+    has HAM10000's class prior. Biases recover the prior, the malignant score becomes calibrated
+    (one temperature cannot do that) and the top class stays the balanced decision."""
+    rng = np.random.default_rng(2)
+    logits = rng.normal(0, 1.5, (6000, 7))
+    log_prior = np.log([0.03, 0.05, 0.11, 0.01, 0.11, 0.67, 0.02])  # akiec ... vasc
+    truth = np.exp(logits + log_prior) / np.exp(logits + log_prior).sum(axis=1, keepdims=True)
+    labels = np.array([rng.choice(7, p=row) for row in truth])
+    balanced = np.exp(2 * logits) / np.exp(2 * logits).sum(axis=1, keepdims=True)
+    fit, test = slice(0, 3000), slice(3000, None)
+    malignant = malignant_of_labels(labels[test], "multiclass")
+    errors = {}
+    for method in ("temperature", "bias_temperature"):
+        calibration = fit_calibration(labels[fit], balanced[fit], method)
+        calibrated = calibration.apply(balanced[test])
+        errors[method] = expected_calibration_error(malignant, malignant_score(calibrated, "multiclass"))
+    assert errors["bias_temperature"] < 0.03 < 0.1 < errors["temperature"]
+    assert calibration.temperature == pytest.approx(2, rel=0.15)
+    np.testing.assert_allclose(np.array(calibration.biases) - calibration.biases[5], log_prior - log_prior[5], atol=0.3)
+    top = calibration.top_class(calibrated)
+    assert balanced_accuracy_score(labels[test], top) > balanced_accuracy_score(labels[test], balanced[test].argmax(axis=1))
+    assert balanced_accuracy_score(labels[test], calibrated.argmax(axis=1)) < balanced_accuracy_score(labels[test], top) - 0.1
+    assert Calibration.from_dict(calibration.as_dict()) == calibration
+    with pytest.raises(ValueError, match="bias_temperature is for 7-class"):
+        fit_calibration(labels[fit] % 2, balanced[fit, 0], "bias_temperature")
 
 
 def test_metadata_encoding_is_fitted_on_training_and_says_what_is_missing():

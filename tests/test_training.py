@@ -179,7 +179,7 @@ def test_multiclass_run_with_config_file_and_command_line_override(split_file, t
     probs = np.load(run / "val_probs.npz")
     assert probs["probabilities"].shape[1] == 7 and str(probs["task"]) == "multiclass"
     np.testing.assert_allclose(probs["probabilities"].sum(axis=1), 1, atol=1e-4)
-    assert json.loads((run / "calibration.json").read_text())["method"] == "temperature"
+    assert json.loads((run / "calibration.json").read_text())["method"] == "bias_temperature"
     model = keras.models.load_model(run / "models/simple_cnn_best.h5")
     assert model.output_shape == (None, 7)
 
@@ -200,6 +200,9 @@ def test_bad_config_key_and_bad_flags_are_refused(split_file, tmp_path):
     result = run_script("03_train.py", "--epochs1", 0, "--skip-phase2", "--split-file", split_file,
                         "--outputs-dir", tmp_path, check=False)
     assert result.returncode == 2 and "--epochs1 must be at least 1 (use --skip-phase1" in result.stderr
+    result = run_script("03_train.py", "--task", "multiclass", "--calibration", "platt", "--split-file", split_file,
+                        "--outputs-dir", tmp_path, check=False)
+    assert result.returncode == 2 and "--calibration platt is for binary models, this run is multiclass" in result.stderr
     assert not (tmp_path / "runs").exists()
 
 

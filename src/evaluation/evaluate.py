@@ -59,13 +59,34 @@ def predict_split(predictor: Predictor, images: SplitImages, batch_size: int,
 
 
 def aggregate_lesions(table: pd.DataFrame, probabilities: np.ndarray) -> tuple[pd.DataFrame, np.ndarray]:
-    """Mean probability over each lesion's images; one row per lesion (first image's fields)."""
+    """Mean probability over each lesion's images; one row per lesion with the lesion's fields
+    (diagnosis, label ...), its number of images and their ids (``image_ids``, ``;``-separated)."""
     frame = pd.DataFrame(np.asarray(probabilities).reshape(len(table), -1))
     frame["lesion_id"] = table["lesion_id"].to_numpy()
     means = frame.groupby("lesion_id", sort=False).mean()
-    lesions = table.drop_duplicates("lesion_id").set_index("lesion_id").loc[means.index].reset_index()
+    members = table.groupby("lesion_id", sort=False)["image_id"]
+    lesions = (table.drop_duplicates("lesion_id").set_index("lesion_id").loc[means.index]
+               .drop(columns=["image_id", "image_path"], errors="ignore")
+               .assign(images=members.size(), image_ids=members.agg(";".join)).reset_index())
     values = means.to_numpy()
     return lesions, values[:, 0] if values.shape[1] == 1 else values
+
+
+def prediction_table(cases: pd.DataFrame, probabilities: np.ndarray, predictor: Predictor,
+                     thresholds: dict[str, float]) -> pd.DataFrame:
+    """One row per scored image (or lesion): its identity, truth, calibrated scores, the 7-class
+    top class and the label at each threshold."""
+    identity = ["image_id", "lesion_id", "dx", "label", "image_path"] if "image_id" in cases else \
+        ["lesion_id", "dx", "label", "images", "image_ids"]
+    predictions = cases[identity].copy()
+    predictions["malignant_score"] = predictor.scores(probabilities)
+    if predictor.task == "multiclass":
+        for index, name in enumerate(predictor.class_names):
+            predictions[f"prob_{name}"] = probabilities[:, index]
+        predictions["top_class"] = np.asarray(predictor.class_names)[predictor.top_classes(probabilities)]
+    for name, threshold in thresholds.items():
+        predictions[f"malignant@{name}"] = (predictions["malignant_score"] >= threshold).astype(int)
+    return predictions
 
 
 def calibration_quality(truth: np.ndarray, probabilities: np.ndarray, labels: np.ndarray,
@@ -82,11 +103,13 @@ def calibration_quality(truth: np.ndarray, probabilities: np.ndarray, labels: np
 
 def evaluate_predictions(labels: np.ndarray, probabilities: np.ndarray, lesion_ids: np.ndarray,
                          task: str, thresholds: dict[str, float], raw_probabilities: np.ndarray | None = None,
-                         samples: int = BOOTSTRAP_SAMPLES, seed: int = 0) -> dict:
+                         samples: int = BOOTSTRAP_SAMPLES, seed: int = 0,
+                         top_classes: np.ndarray | None = None) -> dict:
     """All test metrics for one set of (calibrated) predictions of images or lesions.
 
     ``thresholds`` names the operating points to report (e.g. tuned and 0.5);
-    ``raw_probabilities`` are the uncalibrated outputs, for the calibration comparison.
+    ``raw_probabilities`` are the uncalibrated outputs, for the calibration comparison;
+    ``top_classes`` the 7-class decisions (default: the argmax).
     """
     labels = np.asarray(labels)
     truth = malignant_of_labels(labels, task)
@@ -111,16 +134,16 @@ def evaluate_predictions(labels: np.ndarray, probabilities: np.ndarray, lesion_i
                         "uncalibrated": calibration_quality(truth, raw, labels, task)},
     }
     if task == "multiclass":
-        result.update(multiclass_metrics(labels, probabilities, lesion_ids, samples, seed))
+        predicted = probabilities.argmax(axis=1) if top_classes is None else np.asarray(top_classes)
+        result.update(multiclass_metrics(labels, probabilities, predicted, lesion_ids, samples, seed))
     return result
 
 
-def multiclass_metrics(labels: np.ndarray, probabilities: np.ndarray, lesion_ids: np.ndarray,
-                       samples: int, seed: int) -> dict:
+def multiclass_metrics(labels: np.ndarray, probabilities: np.ndarray, predicted: np.ndarray,
+                       lesion_ids: np.ndarray, samples: int, seed: int) -> dict:
     """Accuracy, balanced accuracy and macro ROC-AUC (with intervals), per-class report and the
-    7x7 confusion matrix."""
+    7x7 confusion matrix of the ``predicted`` top classes."""
     names = list(class_names("multiclass"))
-    predicted = np.asarray(probabilities).argmax(axis=1)
 
     def summary(indices: np.ndarray) -> dict[str, float]:
         present = np.unique(labels[indices])
@@ -216,20 +239,14 @@ def evaluate_run(run: RunLayout, tta: bool = False, lesion_level: bool = False,
     raw, probabilities = predict_split(predictor, images, batch_size, tta)
     table = images.table.assign(label=labels_of(images.table["dx"], task))
 
-    predictions = table[["image_id", "lesion_id", "dx", "label", "image_path"]].copy()
-    predictions["malignant_score"] = malignant_score(probabilities, task)
-    if task == "multiclass":
-        for index, name in enumerate(class_names(task)):
-            predictions[f"prob_{name}"] = probabilities[:, index]
-    for name, threshold in thresholds.items():
-        predictions[f"malignant@{name}"] = (predictions["malignant_score"] >= threshold).astype(int)
-
     cases, case_probabilities, case_raw = table, probabilities, raw
     if lesion_level:
         cases, case_probabilities = aggregate_lesions(table, probabilities)
         case_raw = aggregate_lesions(table, raw)[1]
+    predictions = prediction_table(cases, case_probabilities, predictor, thresholds)
     result = evaluate_predictions(cases["label"].to_numpy(), case_probabilities, cases["lesion_id"].to_numpy(),
-                                  task, thresholds, case_raw, samples=bootstrap)
+                                  task, thresholds, case_raw, samples=bootstrap,
+                                  top_classes=predictor.top_classes(case_probabilities) if task == "multiclass" else None)
     result.update({"level": "lesion" if lesion_level else "image", "tta": tta,
                    "model": str(run.best_model), "split_file": split_file, "task": task,
                    "img_size": predictor.img_size, "calibration_method": predictor.calibration.method,

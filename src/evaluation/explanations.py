@@ -54,11 +54,13 @@ def binary_cases(table: pd.DataFrame, threshold: float, per_group: int) -> pd.Da
     return pd.concat(chosen, ignore_index=True).drop(columns="_key")
 
 
-def multiclass_cases(table: pd.DataFrame, probabilities: np.ndarray, per_group: int) -> pd.DataFrame:
-    """Per diagnosis, the most confident correct and the most confident wrong predictions."""
+def multiclass_cases(table: pd.DataFrame, probabilities: np.ndarray, predicted: np.ndarray,
+                     per_group: int) -> pd.DataFrame:
+    """Per diagnosis, the most confident correct and the most confident wrong predictions
+    (``predicted``: each image's top class; confidence: its probability)."""
     names = class_names("multiclass")
-    frame = table.assign(label=labels_of(table["dx"], "multiclass"), predicted=probabilities.argmax(axis=1),
-                         confidence=probabilities.max(axis=1))
+    frame = table.assign(label=labels_of(table["dx"], "multiclass"), predicted=predicted,
+                         confidence=probabilities[np.arange(len(predicted)), predicted])
     chosen = []
     for index, name in enumerate(names):
         of_class = frame[frame["label"] == index]
@@ -133,7 +135,7 @@ def explain_test_cases(run: RunLayout, predictor: Predictor, method: str = "grad
     if predictor.task == "binary":
         cases = binary_cases(table, predictor.threshold, per_group)
     else:
-        cases = multiclass_cases(table, probabilities, per_group)
+        cases = multiclass_cases(table, probabilities, predictor.top_classes(probabilities), per_group)
     metadata, _ = predictor.encode_metadata(cases)
     return write_explanations(predictor, cases, run.explain_dir, method, stem, metadata)
 

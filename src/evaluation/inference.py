@@ -123,7 +123,7 @@ def result_row(predictor: Predictor, path: str, probability, score: float, note:
     row = {"path": path, "error": ""}
     if predictor.task == "multiclass":
         row.update({f"prob_{name}": float(p) for name, p in zip(predictor.class_names, probability)})
-        row["top_class"] = predictor.class_names[int(np.argmax(probability))]
+        row["top_class"] = predictor.class_names[int(predictor.top_classes(probability[None])[0])]
     row["malignant_score"] = score
     row["label"] = "malignant" if score >= predictor.threshold else "benign"
     if predictor.uses_metadata:

@@ -175,7 +175,8 @@ def analyses_section(records: RunRecords) -> str:
              table(per_diagnosis_rates(records), ["dx", "diagnosis", "test images", "called malignant", "meaning"])]
     if "per_class" in records.metrics:
         report = records.metrics["per_class"]
-        parts += ["Per-class results of the top class:",
+        decision = " (the class most probable relative to its prevalence)" if records.calibration.get("class_prior") else ""
+        parts += [f"Per-class results of the top class{decision}:",
                   table([[dx, f"{report[dx]['precision']:.3f}", f"{report[dx]['recall']:.3f}",
                           f"{report[dx]['f1-score']:.3f}", int(report[dx]["support"])] for dx in DIAGNOSES],
                         ["dx", "precision", "recall", "F1", "test images"])]

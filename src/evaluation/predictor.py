@@ -84,6 +84,10 @@ class Predictor:
     def scores(self, probabilities: np.ndarray) -> np.ndarray:
         return malignant_score(probabilities, self.task)
 
+    def top_classes(self, probabilities: np.ndarray) -> np.ndarray:
+        """Indices of the 7-class decision for calibrated probabilities (``Calibration.top_class``)."""
+        return self.calibration.top_class(probabilities)
+
     def describe(self) -> str:
         """One line: the model, its input and its operating point."""
         point = (f"tuned threshold {self.threshold:.3f}" if self.threshold_record

@@ -9,7 +9,17 @@ after training, on validation predictions, and stored beside the model (``calibr
   (Platt, 1999), which also undoes the shift of the prior that class weights cause;
 * ``temperature``: ``softmax(log p / T)`` for 7 classes (or ``sigmoid(logit / T)`` for binary),
   one parameter that only sharpens or softens (Guo et al., 2017);
+* ``bias_temperature`` (7 classes): ``softmax(log p / T + b)`` with one bias per class,
+  bias-corrected temperature scaling (Alexandari et al., 2020). One temperature cannot undo the
+  prior shift of class weights (a 7-class model's malignant score stays off by ECE ~0.12);
+  the biases can;
 * ``none``: the identity.
+
+Calibrated 7-class probabilities carry the prevalence of HAM10000, so their argmax would call
+almost everything a naevus. The top class is therefore the class-balanced decision that class
+weights trained for: the class whose probability is highest relative to its prevalence in the
+data the map was fitted on (``class_prior``; for the other maps, whose argmax is the network's own
+balanced decision, the plain argmax).
 
 Every map is monotonic in the malignant score for binary models, so a tuned threshold keeps its
 meaning; thresholds are nevertheless tuned on calibrated scores.
@@ -20,20 +30,22 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy.optimize import minimize_scalar
+from scipy.optimize import minimize, minimize_scalar
 from scipy.special import expit, log_softmax, logit, softmax
 from sklearn.linear_model import LogisticRegression
 
 from src.errors import ConfigError
 from src.io_utils import read_json
 
-METHODS = ("platt", "temperature", "none")
+METHODS = ("platt", "temperature", "bias_temperature", "none")
 EPSILON = 1e-7
+#: Bounds of the per-class biases (a class absent from validation must not run off to -inf).
+BIAS_BOUND = 10.0
 
 
 def default_method(task: str) -> str:
-    """``auto``: Platt scaling for binary models, one temperature for 7 classes."""
-    return "platt" if task == "binary" else "temperature"
+    """``auto``: Platt scaling for binary models, bias-corrected temperature for 7 classes."""
+    return "platt" if task == "binary" else "bias_temperature"
 
 
 @dataclass(frozen=True)
@@ -44,6 +56,8 @@ class Calibration:
     slope: float = 1.0
     intercept: float = 0.0
     temperature: float = 1.0
+    biases: tuple[float, ...] = ()
+    class_prior: tuple[float, ...] = ()
 
     def apply(self, probabilities: np.ndarray) -> np.ndarray:
         """Calibrated probabilities: shape (n,) for binary models, (n, 7) for 7 classes."""
@@ -53,7 +67,12 @@ class Calibration:
         if probabilities.ndim == 1:
             logits = logit(np.clip(probabilities, EPSILON, 1 - EPSILON))
             return expit(self.slope * logits / self.temperature + self.intercept)
-        return softmax(np.log(np.clip(probabilities, EPSILON, 1)) / self.temperature, axis=1)
+        return softmax(scaled_logits(probabilities, self.temperature, self.biases), axis=1)
+
+    def top_class(self, probabilities: np.ndarray) -> np.ndarray:
+        """The class-balanced top class of each row of calibrated 7-class probabilities."""
+        probabilities = np.asarray(probabilities, np.float64)
+        return (probabilities / np.asarray(self.class_prior) if self.class_prior else probabilities).argmax(axis=1)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -61,7 +80,8 @@ class Calibration:
     @classmethod
     def from_dict(cls, values: dict) -> "Calibration":
         return cls(str(values["method"]), float(values.get("slope", 1.0)),
-                   float(values.get("intercept", 0.0)), float(values.get("temperature", 1.0)))
+                   float(values.get("intercept", 0.0)), float(values.get("temperature", 1.0)),
+                   tuple(map(float, values.get("biases", ()))), tuple(map(float, values.get("class_prior", ()))))
 
     @classmethod
     def from_file(cls, path: Path) -> "Calibration":
@@ -69,13 +89,36 @@ class Calibration:
         return cls.from_dict(read_json(path, "Calibration file")) if Path(path).is_file() else cls()
 
 
-def negative_log_likelihood(labels: np.ndarray, probabilities: np.ndarray, temperature: float) -> float:
-    """Mean cross-entropy after dividing the logits by ``temperature``."""
+def scaled_logits(probabilities: np.ndarray, temperature: float, biases=()) -> np.ndarray:
+    """7-class logits (log-probabilities) divided by ``temperature``, plus per-class ``biases``."""
+    logits = np.log(np.clip(probabilities, EPSILON, 1)) / temperature
+    return logits + np.asarray(biases) if len(biases) else logits
+
+
+def negative_log_likelihood(labels: np.ndarray, probabilities: np.ndarray, temperature: float,
+                            biases=()) -> float:
+    """Mean cross-entropy after dividing the logits by ``temperature`` (and adding ``biases``)."""
     if probabilities.ndim == 1:
         logits = logit(np.clip(probabilities, EPSILON, 1 - EPSILON)) / temperature
         return float(np.mean(np.logaddexp(0, logits) - labels * logits))
-    logits = np.log(np.clip(probabilities, EPSILON, 1)) / temperature
-    return float(-np.mean(log_softmax(logits, axis=1)[np.arange(len(labels)), labels]))
+    log_probabilities = log_softmax(scaled_logits(probabilities, temperature, biases), axis=1)
+    return float(-np.mean(log_probabilities[np.arange(len(labels)), labels]))
+
+
+def fit_bias_temperature(labels: np.ndarray, probabilities: np.ndarray) -> Calibration:
+    """Temperature and per-class biases (the first fixed at 0) by maximum likelihood; the class
+    prior is the fitting data's class frequencies, add-one smoothed for classes it lacks."""
+    classes = probabilities.shape[1]
+
+    def loss(parameters: np.ndarray) -> float:
+        return negative_log_likelihood(labels, probabilities, np.exp(parameters[0]), np.r_[0.0, parameters[1:]])
+
+    bounds = [(np.log(0.05), np.log(20.0))] + [(-BIAS_BOUND, BIAS_BOUND)] * (classes - 1)
+    parameters = minimize(loss, np.zeros(classes), method="L-BFGS-B", bounds=bounds).x
+    prior = (np.bincount(labels, minlength=classes) + 1) / (len(labels) + classes)
+    return Calibration("bias_temperature", temperature=float(np.exp(parameters[0])),
+                       biases=tuple(float(b) for b in np.r_[0.0, parameters[1:]]),
+                       class_prior=tuple(float(p) for p in prior))
 
 
 def fit_calibration(labels: np.ndarray, probabilities: np.ndarray, method: str) -> Calibration:
@@ -88,10 +131,14 @@ def fit_calibration(labels: np.ndarray, probabilities: np.ndarray, method: str) 
         return Calibration()
     if method == "platt":
         if probabilities.ndim != 1:
-            raise ConfigError("Platt scaling is for binary models; use temperature for 7 classes.")
+            raise ConfigError("Platt scaling is for binary models; use temperature or bias_temperature for 7 classes.")
         logits = logit(np.clip(probabilities, EPSILON, 1 - EPSILON))[:, None]
         regression = LogisticRegression(C=1.0).fit(logits, labels)  # mild L2: finite on separable data
         return Calibration("platt", float(regression.coef_[0, 0]), float(regression.intercept_[0]))
+    if method == "bias_temperature":
+        if probabilities.ndim != 2:
+            raise ConfigError("bias_temperature is for 7-class models; use platt or temperature for binary ones.")
+        return fit_bias_temperature(labels, probabilities)
     result = minimize_scalar(lambda t: negative_log_likelihood(labels, probabilities, t),
                              bounds=(0.05, 20.0), method="bounded")
     return Calibration("temperature", temperature=float(result.x))

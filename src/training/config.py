@@ -23,7 +23,9 @@ from src.models.architectures import get_architecture, resolve_defaults
 PRECISIONS = {"auto": None, "float32": "float32", "float16": "mixed_float16",
               "bfloat16": "mixed_bfloat16"}
 SCHEDULES = ("plateau", "cosine")
-CALIBRATIONS = ("auto", "platt", "temperature", "none")
+CALIBRATIONS = ("auto", "platt", "temperature", "bias_temperature", "none")
+#: Calibrations that fit only one task.
+CALIBRATION_TASKS = {"platt": "binary", "bias_temperature": "multiclass"}
 
 
 #: JSON types accepted for each annotation of ``TrainConfig`` (an int is a valid float).
@@ -166,6 +168,9 @@ class TrainConfig:
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{flag(name)} must be one of {', '.join(allowed)}; "
                                   f"got {getattr(self, name)!r}.")
+        if CALIBRATION_TASKS.get(self.calibration, self.task) != self.task:
+            raise ConfigError(f"{flag('calibration')} {self.calibration} is for {CALIBRATION_TASKS[self.calibration]} "
+                              f"models, this run is {self.task}; use auto, temperature or none.")
 
     def total_epochs(self) -> int:
         """Epochs of the phases that run (early stopping may end a phase sooner)."""
@@ -215,7 +220,8 @@ HELP = {
     "class_weighting": "weigh classes inversely to their training frequency",
     "use_metadata": "feed age, sex and lesion site to the model as a second input",
     "calibration": "map fitted on validation predictions after training: auto (platt for "
-                   "binary, temperature for 7 classes), platt, temperature or none",
+                   "binary, bias_temperature for 7 classes), platt, temperature, "
+                   "bias_temperature or none",
     "early_stopping_patience": "epochs without validation PR-AUC improvement before a phase stops",
     "lr_patience": "epochs without improvement before the plateau schedule halves the rate",
     "deterministic": "bit-reproducible runs through TensorFlow's op determinism (slower)",
