@@ -30,22 +30,28 @@ def build_parser():
     return parser
 
 
-def main(args) -> int:
+def checked_settings(args) -> TrainConfig | None:
+    """The run's settings (None when resuming), checked before TensorFlow starts so that a
+    mistake is reported at once."""
     given = given_settings(args)
-    if args.resume:
-        if given or args.config:
-            flags = ", ".join(["--" + name.replace("_", "-") for name in given] + ["--config"] * bool(args.config))
-            raise ConfigError(
-                f"--resume continues {args.resume} with the settings in its training_config.json; "
-                f"it cannot take {flags}. To train with other settings, start a new run: "
-                f"--config {Path(args.resume) / 'training_config.json'} plus your flags.")
-    else:  # settings are checked before TensorFlow starts, so a mistake is reported at once
+    if not args.resume:
         config = TrainConfig.from_file(args.config, given) if args.config else TrainConfig.from_sources({}, given)
-        config = config.resolved()
+        return config.resolved()
+    if given or args.config:
+        flags = ", ".join(["--" + name.replace("_", "-") for name in given] + ["--config"] * bool(args.config))
+        raise ConfigError(
+            f"--resume continues {args.resume} with the settings in its training_config.json; "
+            f"it cannot take {flags}. To train with other settings, start a new run: "
+            f"--config {Path(args.resume) / 'training_config.json'} plus your flags.")
+    return None
+
+
+def main(args) -> int:
+    config = checked_settings(args)
     cli.start_tensorflow(args.debug)
     from src.training.trainer import resume, train
 
-    if args.resume:
+    if config is None:
         resume(Path(args.resume))
     else:
         train(config)
