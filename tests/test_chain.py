@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 from sklearn import metrics
 
+from src.metrics import expected_calibration_error
 from src.models.calibration import Calibration
 from tests.conftest import REPO, SCRIPTS, run_script
 
@@ -206,6 +207,9 @@ def test_multiclass_chain_without_threshold(sample_dir, tmp_path):
     predictions = pd.read_csv(run / "test_predictions.csv")
     assert metrics_file["multiclass"]["balanced_accuracy"]["value"] == pytest.approx(
         metrics.balanced_accuracy_score(predictions["dx"], predictions["top_class"]))
+    decided = predictions.apply(lambda row: row[f"prob_{row['top_class']}"], axis=1)  # the top class's probability
+    assert metrics_file["calibration"]["calibrated"]["top_class_ece"] == pytest.approx(
+        expected_calibration_error(predictions["dx"] == predictions["top_class"], decided))
 
 
 def test_infer_finds_the_images_of_a_ham10000_download_in_its_subfolders(chain, sample_dir, tmp_path):
@@ -262,9 +266,10 @@ def test_a_metadata_model_scores_the_same_after_a_round_trip_and_without_metadat
     run = metadata_run.run
     encoding = json.loads((run / "training_config.json").read_text())["metadata_encoding"]
     assert encoding["columns"][:2] == ["age", "age_missing"] and "localization=unknown" in encoding["columns"]
-    run_script("05_evaluate.py", "--run-dir", run, "--bootstrap", 0, "--lesion-level")  # the plain
-    lesions = pd.read_csv(run / "test_predictions_lesion.csv")  # the plain files stay for other tests
-    assert lesions["lesion_id"].is_unique and lesions["images"].sum() == len(lesions["image_ids"].str.cat(sep=";").split(";"))
+    run_script("05_evaluate.py", "--run-dir", run, "--bootstrap", 0, "--lesion-level")  # the plain files
+    lesions = pd.read_csv(run / "test_predictions_lesion.csv")                          # stay for other tests
+    listed_images = lesions["image_ids"].str.cat(sep=";").split(";")
+    assert lesions["lesion_id"].is_unique and lesions["images"].sum() == len(set(listed_images))
     single = lesions[lesions["images"] == 1].iloc[:6]  # a lesion's mean is its one image's score
     evaluated = single.assign(image_id=single["image_ids"])
     split = pd.read_csv(metadata_run.split_file).set_index("image_id").loc[evaluated["image_id"]]

@@ -132,6 +132,9 @@ def test_bias_corrected_temperature_undoes_the_prior_shift_of_class_weights():
     assert balanced_accuracy_score(labels[test], top) > balanced_accuracy_score(labels[test], balanced[test].argmax(axis=1))
     assert balanced_accuracy_score(labels[test], calibrated.argmax(axis=1)) < balanced_accuracy_score(labels[test], top) - 0.1
     assert Calibration.from_dict(calibration.as_dict()) == calibration
+    unweighted = fit_calibration(labels[fit], balanced[fit], "bias_temperature", balanced=False)
+    assert unweighted.biases == calibration.biases and not unweighted.class_prior  # keeps its own argmax
+    np.testing.assert_array_equal(unweighted.top_class(calibrated), calibrated.argmax(axis=1))
     with pytest.raises(ValueError, match="bias_temperature is for 7-class"):
         fit_calibration(labels[fit] % 2, balanced[fit, 0], "bias_temperature")
 

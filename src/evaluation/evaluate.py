@@ -90,14 +90,16 @@ def prediction_table(cases: pd.DataFrame, probabilities: np.ndarray, predictor: 
 
 
 def calibration_quality(truth: np.ndarray, probabilities: np.ndarray, labels: np.ndarray,
-                        task: str) -> dict[str, float]:
-    """ECE and Brier score of the malignant score (and of the top class for 7 classes)."""
+                        task: str, top_classes: np.ndarray | None = None) -> dict[str, float]:
+    """ECE and Brier score of the malignant score; for 7 classes also the ECE of the top class's
+    probability (is the decided class right as often as its probability says?)."""
     score = np.clip(malignant_score(probabilities, task), 0, 1)
     quality = {"malignant_score_ece": expected_calibration_error(truth, score),
                "malignant_score_brier": brier_score(truth, score)}
     if task == "multiclass":
+        top = probabilities.argmax(axis=1) if top_classes is None else np.asarray(top_classes)
         quality["top_class_ece"] = expected_calibration_error(
-            probabilities.argmax(axis=1) == labels, probabilities.max(axis=1))
+            top == labels, probabilities[np.arange(len(top)), top])
     return quality
 
 
@@ -109,7 +111,8 @@ def evaluate_predictions(labels: np.ndarray, probabilities: np.ndarray, lesion_i
 
     ``thresholds`` names the operating points to report (e.g. tuned and 0.5);
     ``raw_probabilities`` are the uncalibrated outputs, for the calibration comparison;
-    ``top_classes`` the 7-class decisions (default: the argmax).
+    ``top_classes`` the 7-class decisions (default: the argmax, the decision of uncalibrated and
+    temperature-scaled models); the uncalibrated outputs are judged by their own argmax.
     """
     labels = np.asarray(labels)
     truth = malignant_of_labels(labels, task)
@@ -130,7 +133,7 @@ def evaluate_predictions(labels: np.ndarray, probabilities: np.ndarray, lesion_i
         "binary": with_intervals(screening(everything), cluster_bootstrap(screening, lesion_ids, samples, seed)),
         "confusion_matrix": {name: metrics.confusion_matrix(truth, (score >= t).astype(int), labels=[0, 1]).tolist()
                              for name, t in thresholds.items()},
-        "calibration": {"calibrated": calibration_quality(truth, probabilities, labels, task),
+        "calibration": {"calibrated": calibration_quality(truth, probabilities, labels, task, top_classes),
                         "uncalibrated": calibration_quality(truth, raw, labels, task)},
     }
     if task == "multiclass":

@@ -18,14 +18,15 @@ after training, on validation predictions, and stored beside the model (``calibr
 Calibrated 7-class probabilities carry the prevalence of HAM10000, so their argmax would call
 almost everything a naevus. The top class is therefore the class-balanced decision that class
 weights trained for: the class whose probability is highest relative to its prevalence in the
-data the map was fitted on (``class_prior``; for the other maps, whose argmax is the network's own
-balanced decision, the plain argmax).
+data the map was fitted on (``class_prior``). Models trained without class weights, and the
+other maps, whose argmax is the network's own decision, keep the plain argmax.
 
 Every map is monotonic in the malignant score for binary models, so a tuned threshold keeps its
 meaning; thresholds are nevertheless tuned on calibrated scores.
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -36,6 +37,8 @@ from sklearn.linear_model import LogisticRegression
 
 from src.errors import ConfigError
 from src.io_utils import read_json
+
+log = logging.getLogger(__name__)
 
 METHODS = ("platt", "temperature", "bias_temperature", "none")
 EPSILON = 1e-7
@@ -105,24 +108,33 @@ def negative_log_likelihood(labels: np.ndarray, probabilities: np.ndarray, tempe
     return float(-np.mean(log_probabilities[np.arange(len(labels)), labels]))
 
 
-def fit_bias_temperature(labels: np.ndarray, probabilities: np.ndarray) -> Calibration:
-    """Temperature and per-class biases (the first fixed at 0) by maximum likelihood; the class
-    prior is the fitting data's class frequencies, add-one smoothed for classes it lacks."""
-    classes = probabilities.shape[1]
+def fit_bias_temperature(labels: np.ndarray, probabilities: np.ndarray, balanced: bool) -> Calibration:
+    """Temperature and per-class biases by maximum likelihood (the most frequent class's bias
+    fixed at 0). With ``balanced`` the class prior, the fitting data's class frequencies
+    (add-one smoothed for classes it lacks), is kept for the top-class decision."""
+    counts = np.bincount(labels, minlength=probabilities.shape[1])
+    reference = int(counts.argmax())
+
+    def biases_of(parameters: np.ndarray) -> np.ndarray:
+        return np.insert(parameters[1:], reference, 0.0)
 
     def loss(parameters: np.ndarray) -> float:
-        return negative_log_likelihood(labels, probabilities, np.exp(parameters[0]), np.r_[0.0, parameters[1:]])
+        return negative_log_likelihood(labels, probabilities, np.exp(parameters[0]), biases_of(parameters))
 
-    bounds = [(np.log(0.05), np.log(20.0))] + [(-BIAS_BOUND, BIAS_BOUND)] * (classes - 1)
-    parameters = minimize(loss, np.zeros(classes), method="L-BFGS-B", bounds=bounds).x
-    prior = (np.bincount(labels, minlength=classes) + 1) / (len(labels) + classes)
-    return Calibration("bias_temperature", temperature=float(np.exp(parameters[0])),
-                       biases=tuple(float(b) for b in np.r_[0.0, parameters[1:]]),
-                       class_prior=tuple(float(p) for p in prior))
+    bounds = [(np.log(0.05), np.log(20.0))] + [(-BIAS_BOUND, BIAS_BOUND)] * (len(counts) - 1)
+    result = minimize(loss, np.zeros(len(counts)), method="L-BFGS-B", bounds=bounds)
+    if not result.success:
+        log.warning("Bias-corrected temperature scaling did not converge (%s); its map may be off.", result.message)
+    prior = (counts + 1) / (counts.sum() + len(counts))
+    return Calibration("bias_temperature", temperature=float(np.exp(result.x[0])),
+                       biases=tuple(float(b) for b in biases_of(result.x)),
+                       class_prior=tuple(float(p) for p in prior) if balanced else ())
 
 
-def fit_calibration(labels: np.ndarray, probabilities: np.ndarray, method: str) -> Calibration:
-    """Fit ``method`` on validation labels and raw probabilities ((n,) binary, (n, 7) classes)."""
+def fit_calibration(labels: np.ndarray, probabilities: np.ndarray, method: str,
+                    balanced: bool = True) -> Calibration:
+    """Fit ``method`` on validation labels and raw probabilities ((n,) binary, (n, 7) classes);
+    ``balanced``: the network was trained with class weights, so its top class stays balanced."""
     if method not in METHODS:
         raise ConfigError(f"Unknown calibration {method!r}; choose one of {', '.join(METHODS)}.")
     labels = np.asarray(labels, int)
@@ -138,7 +150,7 @@ def fit_calibration(labels: np.ndarray, probabilities: np.ndarray, method: str) 
     if method == "bias_temperature":
         if probabilities.ndim != 2:
             raise ConfigError("bias_temperature is for 7-class models; use platt or temperature for binary ones.")
-        return fit_bias_temperature(labels, probabilities)
+        return fit_bias_temperature(labels, probabilities, balanced)
     result = minimize_scalar(lambda t: negative_log_likelihood(labels, probabilities, t),
                              bounds=(0.05, 20.0), method="bounded")
     return Calibration("temperature", temperature=float(result.x))

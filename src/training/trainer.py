@@ -303,7 +303,7 @@ def calibrate(run: layout.RunLayout, config: TrainConfig, labels: np.ndarray,
               probabilities: np.ndarray) -> dict:
     """Fit the calibration on validation predictions; writes ``calibration.json``."""
     method = default_method(config.task) if config.calibration == "auto" else config.calibration
-    calibration = fit_calibration(labels, probabilities, method)
+    calibration = fit_calibration(labels, probabilities, method, balanced=config.class_weighting)
     truth = malignant_of_labels(labels, config.task)
 
     def quality(values: np.ndarray) -> dict:
