@@ -213,6 +213,8 @@ def show_problems(scored: ScoredUploads) -> None:
         if image.error:
             st.error(f"**{image.name}** was not scored: it could not be read as an image (is it "
                      f"damaged, or another kind of file renamed?). The decoder said: {image.error}")
+    if scored.unexplained:
+        st.warning(f"The images are scored, but without Grad-CAM maps: {scored.unexplained}")
 
 
 def show_table(scored: ScoredUploads) -> None:
@@ -264,8 +266,10 @@ def show_verdict(row: dict, predictor: Predictor) -> None:
                 f"{operating_point(predictor)}.")
     if predictor.task == "multiclass":
         code = row["top_class"]
-        st.markdown(f"Most likely diagnosis: **{DIAGNOSIS_NAMES[code]}** ({code}, "
-                    f"probability {row[f'prob_{code}']:.3f}). The label comes from the malignant "
+        balanced = (" — the diagnosis most probable relative to how common it is, so a rare one can "
+                    "top a more probable naevus" if predictor.calibration.class_prior else "")
+        st.markdown(f"Top diagnosis: **{DIAGNOSIS_NAMES[code]}** ({code}, probability "
+                    f"{row[f'prob_{code}']:.3f}){balanced}. The label comes from the malignant "
                     "score (akiec + bcc + mel), not from this diagnosis.")
     if predictor.uses_metadata and row["metadata_note"]:
         st.caption(f"Patient data: {row['metadata_note']} (scored as unknown).")
@@ -276,8 +280,9 @@ def show_image(image: ScoredImage, predictor: Predictor) -> None:
     st.subheader(image.name)
     photo, heat, verdict = st.columns([1, 1, 1.3])
     photo.image(image.image, caption="Uploaded image", width="stretch")
-    heat.image(image.heatmap, width="stretch",
-               caption=f"Grad-CAM: where the model saw evidence for {explained_class(predictor, image.row)}")
+    if image.heatmap is not None:
+        heat.image(image.heatmap, width="stretch",
+                   caption=f"Grad-CAM: where the model saw evidence for {explained_class(predictor, image.row)}")
     with verdict:
         show_verdict(image.row, predictor)
     if predictor.task == "multiclass":

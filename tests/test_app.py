@@ -219,7 +219,8 @@ def test_a_7_class_metadata_model_shows_the_diagnoses_and_patient_fields(app_run
     assert "not tuned, 0.5" in texts(at)
     assert at.selectbox(key="sex").options[0] == "unknown" and "back" in at.selectbox(key="site").options
     upload(at, uploads(sample_images(app_runs, 1)))
-    assert len(at.get("vega_lite_chart")) == 1 and "Most likely diagnosis" in texts(at)
+    assert len(at.get("vega_lite_chart")) == 1 and "Top diagnosis" in texts(at)
+    assert "relative to how common it is" in texts(at)  # calibrated 7-class probabilities carry the prevalence
     assert "age missing" in texts(at)
     at.number_input(key="age").set_value(60)
     at.selectbox(key="sex").set_value("male")
@@ -245,3 +246,18 @@ def test_a_copied_model_file_is_loaded_once_and_says_what_it_lacks(app_runs, tmp
     os.utime(copied, ns=(copied.stat().st_atime_ns, copied.stat().st_mtime_ns + 10**9))
     at.run()
     assert len(loads) == 2  # a changed file is loaded again
+
+
+@pytest.mark.slow
+def test_a_model_grad_cam_cannot_explain_is_scored_with_a_warning_instead_of_maps(app_runs, tmp_path, monkeypatch):
+    import keras
+
+    image = keras.Input((32, 32, 3), name="image")
+    flat = keras.layers.Flatten()(image)  # no feature map at all
+    keras.Model(image, keras.layers.Dense(1, activation="sigmoid")(flat)).save(tmp_path / "dense_only.h5")
+    at = page(app_runs.outputs, monkeypatch)
+    at.radio(key="source").set_value("A model file (.h5)").run()
+    at.text_input(key="model_path").input(str(tmp_path / "dense_only.h5")).run()
+    upload(at, uploads(sample_images(app_runs, 1)))
+    assert not at.exception and at.metric[0].label == "Malignant score"
+    assert "without Grad-CAM maps" in texts(at) and "--method saliency" in texts(at)

@@ -24,6 +24,7 @@ from src.evaluation.explain import gradcam, overlay
 from src.evaluation.inference import prediction_columns, predict_paths, write_predictions
 from src.evaluation.predictor import Predictor, beside, from_model_file, from_run
 from src.layout import open_run
+from src.models.saved import ModelFileError
 
 #: Longest side, in pixels, of an uploaded image as the page shows it (aspect ratio kept).
 DISPLAY_SIZE = 384
@@ -111,7 +112,8 @@ class ScoredImage:
     """One uploaded image: the row 06_infer.py writes for it, and the pictures the page shows.
 
     ``image`` is the file as the project's decoder reads it (at most DISPLAY_SIZE pixels a side),
-    ``heatmap`` the Grad-CAM overlay on it; both are None for a file that could not be read.
+    ``heatmap`` the Grad-CAM overlay on it; both are None for a file that could not be read, and
+    the heatmap is None for a model Grad-CAM cannot explain.
     """
 
     name: str
@@ -127,11 +129,13 @@ class ScoredImage:
 @dataclass
 class ScoredUploads:
     """All uploads: scored images in upload order, the CSV of 06_infer.py for them, and the
-    names of files not scored because their format is not an image format the project reads."""
+    names of files not scored because their format is not an image format the project reads;
+    ``unexplained`` says why there are no Grad-CAM maps, if there are none."""
 
     images: list[ScoredImage]
     csv: bytes
     unsupported: list[str]
+    unexplained: str = ""
 
 
 def saved_uploads(uploads: list[tuple[str, bytes]], folder: Path) -> list[Path]:
@@ -163,11 +167,17 @@ def score_uploads(predictor: Predictor, uploads: list[tuple[str, bytes]],
         write_predictions(rows, csv_file, prediction_columns(predictor))
         images = [ScoredImage(row["path"], row) for row in rows]
         readable = [index for index, row in enumerate(rows) if not row["error"]]
-        pictures = explained_pictures(predictor, [paths[index] for index in readable],
-                                      table.iloc[readable], [rows[index] for index in readable])
-        for index, (image, heatmap) in zip(readable, pictures):
-            images[index].image, images[index].heatmap = image, heatmap
-        return ScoredUploads(images, csv_file.read_bytes(), unsupported)
+        readable_paths = [paths[index] for index in readable]
+        unexplained = ""
+        try:
+            heatmaps = explained_heatmaps(predictor, readable_paths, table.iloc[readable],
+                                          [rows[index] for index in readable])
+        except ModelFileError as error:  # the scores stand; only the maps are missing
+            heatmaps, unexplained = [None] * len(readable), str(error)
+        for index, path, heatmap in zip(readable, readable_paths, heatmaps):
+            images[index].image = display_image(path)
+            images[index].heatmap = None if heatmap is None else overlay(images[index].image, heatmap)
+        return ScoredUploads(images, csv_file.read_bytes(), unsupported, unexplained)
 
 
 def predicted_class(predictor: Predictor, row: dict) -> int:
@@ -177,13 +187,11 @@ def predicted_class(predictor: Predictor, row: dict) -> int:
     return int(row["label"] == "malignant")
 
 
-def explained_pictures(predictor: Predictor, paths: list[Path], patient: pd.DataFrame,
-                       rows: list[dict]) -> list[tuple[np.ndarray, np.ndarray]]:
-    """For each readable file: the image to show and its Grad-CAM overlay for the predicted class.
-
-    The heatmap is computed on the model's input (as 07_explain.py does) and laid over the image
-    at its own aspect ratio, so the picture is not squashed to the model's square.
-    """
+def explained_heatmaps(predictor: Predictor, paths: list[Path], patient: pd.DataFrame,
+                       rows: list[dict]) -> np.ndarray:
+    """For each readable file, the Grad-CAM heatmap of the predicted class on the model's input
+    (as 07_explain.py computes it); ``overlay`` lays it over the image at its own aspect ratio,
+    so the picture is not squashed to the model's square."""
     size = predictor.img_size
     metadata, _ = predictor.encode_metadata(patient.reset_index(drop=True))
     classes = np.array([predicted_class(predictor, row) for row in rows])
@@ -191,8 +199,7 @@ def explained_pictures(predictor: Predictor, paths: list[Path], patient: pd.Data
     for indices, images in decode_files([str(path) for path in paths], (size, size)):
         heatmaps[indices] = gradcam(predictor.model, images, None if metadata is None else metadata[indices],
                                     classes[indices])
-    shown = [display_image(path) for path in paths]
-    return [(image, overlay(image, heatmap)) for image, heatmap in zip(shown, heatmaps)]
+    return heatmaps
 
 
 def display_image(path: Path) -> np.ndarray:

@@ -24,6 +24,7 @@ import tensorflow as tf
 
 from src.data.pipeline import IMAGE_INPUT, METADATA_INPUT
 from src.models.backbones import BACKBONE_NAME
+from src.models.saved import ModelFileError
 
 OUTPUT_LAYER = "prediction"
 METHODS = ("gradcam", "saliency")
@@ -85,7 +86,8 @@ def flat_gradient_model(model: keras.Model) -> GradientModel:
     spatial = [layer for layer in model.layers if has_spatial_output(layer)]
     dense = model.layers[-1]
     if not spatial or not isinstance(dense, keras.layers.Dense):
-        raise ValueError(f"Cannot find a convolutional feature map and a dense output layer in {model.name}.")
+        raise ModelFileError(f"Model {model.name} has no convolutional feature map followed by a dense output "
+                             "layer, which Grad-CAM needs; use --method saliency, which works for any model.")
     return GradientModel(keras.Model(model.inputs, [spatial[-1].output, dense.input]), dense)
 
 
@@ -115,6 +117,7 @@ def gradcam(model: keras.Model, images: np.ndarray, metadata: np.ndarray | None 
     gradients = gradient_model(model)
     inputs = model_inputs(model, images, metadata)
     with tf.GradientTape() as tape:
+        tape.watch(tf.nest.flatten(inputs))  # a feature map after weightless layers only is tracked too
         features, score = target_logits(gradients, inputs, class_index)
     grads = tf.cast(tape.gradient(score, features), tf.float32)
     features = tf.cast(features, tf.float32)
