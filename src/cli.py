@@ -9,14 +9,13 @@ debug messages and what TensorFlow printed while it started.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
 import os
 import sys
-import tempfile
-from typing import Callable, Iterator
+from typing import Callable
 
 from src import layout
+from src.io_utils import stderr_captured
 from src.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -47,30 +46,6 @@ def setup_logging(debug: bool = False) -> None:
     logging.getLogger("tensorflow").setLevel(logging.ERROR)  # retracing notices and the like
     if debug:
         logging.getLogger("src").setLevel(logging.DEBUG)
-
-
-@contextlib.contextmanager
-def stderr_captured() -> Iterator[tempfile.TemporaryFile]:
-    """Point file descriptor 2 at a temporary file for a while.
-
-    TensorFlow's C++ libraries write start-up notices (absl, oneDNN, CUDA probing) straight to
-    the descriptor before ``TF_CPP_MIN_LOG_LEVEL`` takes effect; Python's ``sys.stderr`` never
-    sees them. What was captured is written back if the block fails.
-    """
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as capture:
-        os.dup2(capture.fileno(), 2)
-        try:
-            yield capture
-        except BaseException:
-            os.dup2(saved, 2)
-            capture.seek(0)
-            sys.stderr.write(capture.read().decode(errors="replace"))
-            raise
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
 
 
 def start_tensorflow(debug: bool = False) -> None:

@@ -1,4 +1,5 @@
-"""Small file helpers shared by every step: atomic writes, staging folders, JSON, hashing.
+"""Small file helpers shared by every step: atomic writes, staging folders, JSON, hashing,
+locks and a captured standard error.
 
 Every result is written to a temporary name beside its destination and renamed into place,
 so an interrupted step never leaves a partial file behind. ``tempfile`` creates private files
@@ -13,6 +14,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
@@ -131,3 +133,27 @@ def exclusive(lock_path: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def stderr_captured() -> Iterator[tempfile.TemporaryFile]:
+    """Point file descriptor 2 at a temporary file for a while.
+
+    TensorFlow's C++ libraries write start-up notices (absl, oneDNN, CUDA probing) straight to
+    the descriptor before ``TF_CPP_MIN_LOG_LEVEL`` takes effect; Python's ``sys.stderr`` never
+    sees them. What was captured is written back if the block fails.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield capture
+        except BaseException:
+            os.dup2(saved, 2)
+            capture.seek(0)
+            sys.stderr.write(capture.read().decode(errors="replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)

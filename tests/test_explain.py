@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from src.evaluation.explain import explain, gradcam, saliency
+from src.evaluation.explain import explain, gradcam
 from src.evaluation.explanations import multiclass_cases
 from src.models.factory import SkinLesionCNN
 from tests.conftest import run_script

@@ -20,8 +20,8 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from src.cli import stderr_captured
 from src.errors import ConfigError
+from src.io_utils import stderr_captured
 from src.training.config import PRECISIONS
 from src.training.multiworker import describe_worker, is_multi_worker, patch_keras
 
