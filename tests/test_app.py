@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import functools
+import io
 import json
 import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -40,8 +42,9 @@ class AppRuns:
 
     def reference_scores(self) -> dict[str, float]:
         """File name -> malignant score in the reference CSV."""
-        rows = [line.split(",") for line in self.reference.decode().splitlines()[1:]]
-        return {Path(row[0]).name: float(row[1]) for row in rows if row[1]}
+        table = pd.read_csv(io.BytesIO(self.reference), keep_default_na=False)
+        scored = table[table["error"] == ""]
+        return {Path(path).name: float(score) for path, score in zip(scored["path"], scored["malignant_score"])}
 
 
 def infer_csv(folder_or_list: Path, run: Path, out: Path) -> bytes:

@@ -16,7 +16,7 @@ from sklearn import metrics
 
 from src.metrics import expected_calibration_error
 from src.models.calibration import Calibration
-from tests.conftest import REPO, SCRIPTS, run_script
+from tests.conftest import REPO, SCRIPTS, copy_run, run_script
 
 pytestmark = pytest.mark.slow
 
@@ -44,11 +44,12 @@ finally:
 
 
 def test_tune_threshold_reads_validation_only(chain, tmp_path):
-    outputs, run, split_file = chain
+    _, shared, split_file = chain
+    run = copy_run(shared, tmp_path / "run")  # the shared run's threshold stays as other tests read it
     opened_log = tmp_path / "opened.txt"
     result = subprocess.run(
         [sys.executable, "-c", AUDITED, str(SCRIPTS / "04_tune_threshold.py"), "unused",
-         "--outputs-dir", str(outputs), "--target-sensitivity", "0.9", "--force", "--log-opened", str(opened_log)],
+         "--run-dir", str(run), "--target-sensitivity", "0.9", "--force", "--log-opened", str(opened_log)],
         cwd=REPO, capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
     assert result.returncode == 0, result.stderr[-2000:]
     opened = opened_log.read_text().splitlines()
@@ -70,7 +71,7 @@ def test_tune_threshold_reads_validation_only(chain, tmp_path):
     assert threshold["specificity"] == pytest.approx((~predicted[truth == 0]).mean())
     for plot in ("roc_validation.png", "threshold_sweep.png"):
         assert (run / "plots" / plot).stat().st_size > 0
-    again = run_script("04_tune_threshold.py", "--outputs-dir", outputs, check=False)
+    again = run_script("04_tune_threshold.py", "--run-dir", run, check=False)
     assert again.returncode == 2 and "--force" in again.stderr
 
 

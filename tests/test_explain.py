@@ -80,7 +80,7 @@ def lesion_and_surrounding_skin(image: np.ndarray) -> tuple[np.ndarray, np.ndarr
 
 @pytest.mark.slow
 def test_explain_writes_grids_and_the_heat_is_on_the_lesions(trained):
-    from src.evaluation.explanations import DISPLAY_SIZE, decoded
+    from src.evaluation.explanations import FIGURE_IMAGE_SIZE, decoded
     from src.evaluation.predictor import from_run
     from src.layout import open_run
 
@@ -101,11 +101,11 @@ def test_explain_writes_grids_and_the_heat_is_on_the_lesions(trained):
     cases = listing[listing["group"] == "true_positive"]
     heat = gradcam(predictor.model, decoded(cases["image_path"].tolist(), predictor.img_size),
                    class_index=np.ones(len(cases), int))
-    shown = decoded(cases["image_path"].tolist(), DISPLAY_SIZE)
+    shown = decoded(cases["image_path"].tolist(), FIGURE_IMAGE_SIZE)
     ratios = []
     for image, heatmap in zip(shown, heat):
         lesion, around = lesion_and_surrounding_skin(image)
-        large = cv2.resize(heatmap, (DISPLAY_SIZE, DISPLAY_SIZE))
+        large = cv2.resize(heatmap, (FIGURE_IMAGE_SIZE, FIGURE_IMAGE_SIZE))
         ratios.append(large[lesion].mean() / max(large[around].mean(), 1e-6))
     assert len(ratios) >= 3 and min(ratios) > 1.1, ratios  # every lesion hotter than the skin around it
 

@@ -21,13 +21,13 @@ from src.data.files import has_image_extension
 from src.data.images import decode_files
 from src.evaluation.compare import find_runs, run_row
 from src.evaluation.explain import gradcam, overlay
-from src.evaluation.inference import prediction_columns, predict_paths, write_predictions
+from src.evaluation.inference import decided_class, prediction_columns, predict_paths, write_predictions
 from src.evaluation.predictor import Predictor, beside, from_model_file, from_run
 from src.layout import open_run
 from src.models.saved import ModelFileError
 
 #: Longest side, in pixels, of an uploaded image as the page shows it (aspect ratio kept).
-DISPLAY_SIZE = 384
+PAGE_IMAGE_SIZE = 384
 
 
 @dataclass(frozen=True)
@@ -111,7 +111,7 @@ def predictor_for(choice: ModelChoice) -> Predictor:
 class ScoredImage:
     """One uploaded image: the row 06_infer.py writes for it, and the pictures the page shows.
 
-    ``image`` is the file as the project's decoder reads it (at most DISPLAY_SIZE pixels a side),
+    ``image`` is the file as the project's decoder reads it (at most PAGE_IMAGE_SIZE pixels a side),
     ``heatmap`` the Grad-CAM overlay on it; both are None for a file that could not be read, and
     the heatmap is None for a model Grad-CAM cannot explain.
     """
@@ -180,13 +180,6 @@ def score_uploads(predictor: Predictor, uploads: list[tuple[str, bytes]],
         return ScoredUploads(images, csv_file.read_bytes(), unsupported, unexplained)
 
 
-def predicted_class(predictor: Predictor, row: dict) -> int:
-    """The class a row's Grad-CAM explains: the top diagnosis, or malignant/benign by the label."""
-    if predictor.task == "multiclass":
-        return predictor.class_names.index(row["top_class"])
-    return int(row["label"] == "malignant")
-
-
 def explained_heatmaps(predictor: Predictor, paths: list[Path], patient: pd.DataFrame,
                        rows: list[dict]) -> np.ndarray:
     """For each readable file, the Grad-CAM heatmap of the predicted class on the model's input
@@ -194,7 +187,7 @@ def explained_heatmaps(predictor: Predictor, paths: list[Path], patient: pd.Data
     so the picture is not squashed to the model's square."""
     size = predictor.img_size
     metadata, _ = predictor.encode_metadata(patient.reset_index(drop=True))
-    classes = np.array([predicted_class(predictor, row) for row in rows])
+    classes = np.array([decided_class(predictor, row) for row in rows])
     heatmaps = np.zeros((len(paths), size, size), np.float32)
     for indices, images in decode_files([str(path) for path in paths], (size, size)):
         heatmaps[indices] = gradcam(predictor.model, images, None if metadata is None else metadata[indices],
@@ -203,8 +196,8 @@ def explained_heatmaps(predictor: Predictor, paths: list[Path], patient: pd.Data
 
 
 def display_image(path: Path) -> np.ndarray:
-    """The file through the project's decoder, at most DISPLAY_SIZE pixels a side, aspect kept."""
+    """The file through the project's decoder, at most PAGE_IMAGE_SIZE pixels a side, aspect kept."""
     height, width = tf.io.decode_image(tf.io.read_file(str(path)), channels=3, expand_animations=False).shape[:2]
-    scale = min(1.0, DISPLAY_SIZE / max(height, width))
+    scale = min(1.0, PAGE_IMAGE_SIZE / max(height, width))
     size = (max(1, round(height * scale)), max(1, round(width * scale)))
     return next(decode_files([str(path)], size))[1][0]

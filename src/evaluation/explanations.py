@@ -23,7 +23,7 @@ from src.defaults import PREDICTION_BATCH
 from src.errors import DatasetError
 from src.evaluation.evaluate import predict_split
 from src.evaluation.explain import explain, overlay
-from src.evaluation.inference import Inputs, join_metadata, list_inputs, predict_paths
+from src.evaluation.inference import Inputs, decided_class, join_metadata, list_inputs, predict_paths
 from src.evaluation.predictor import Predictor
 from src.io_utils import read_json, refuse_overwrite, write_text_atomic
 from src.labels import class_names, labels_of, malignant_of_labels
@@ -33,7 +33,7 @@ from src.plots import explanation_figure, save_figure
 log = logging.getLogger(__name__)
 
 #: Explained images are shown at this size (the heatmap is computed at the model's size).
-DISPLAY_SIZE = 256
+FIGURE_IMAGE_SIZE = 256
 #: Rows of one grid figure.
 GRID_ROWS = 6
 
@@ -100,7 +100,7 @@ def write_explanations(predictor: Predictor, cases: pd.DataFrame, out_dir: Path,
     one grid per group (in pages of GRID_ROWS), and ``<stem>.csv`` listing them."""
     heatmaps = explain(predictor.model, decoded(cases["image_path"].tolist(), predictor.img_size), method,
                        metadata, cases["class_index"].to_numpy())
-    shown = decoded(cases["image_path"].tolist(), DISPLAY_SIZE)
+    shown = decoded(cases["image_path"].tolist(), FIGURE_IMAGE_SIZE)
     rows = [(image, overlay(image, heat), caption(row, predictor))
             for image, heat, (_, row) in zip(shown, heatmaps, cases.iterrows())]
     files = []
@@ -156,8 +156,7 @@ def explain_images(predictor: Predictor, sources: list[Path], out_dir: Path, met
     if not scored.any():
         raise DatasetError("None of the given images could be read; nothing to explain.")
     rows = rows[scored].reset_index(drop=True)
-    predicted = ([predictor.class_names.index(name) for name in rows["top_class"]] if predictor.task == "multiclass"
-                 else (rows["malignant_score"] >= predictor.threshold).astype(int))
+    predicted = [decided_class(predictor, row) for row in rows.to_dict("records")]
     known = metadata[scored.to_numpy()].reset_index(drop=True)
     cases = pd.DataFrame({"image_path": rows["path"], "group": "chosen", "score": rows["malignant_score"],
                           "dx": known["dx"] if "dx" in known else "", "class_index": predicted})

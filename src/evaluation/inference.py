@@ -130,6 +130,14 @@ def result_row(predictor: Predictor, path: str, probability, score: float, note:
     return row
 
 
+def decided_class(predictor: Predictor, row: dict) -> int:
+    """The class a scored row decided, as explanations index it: its top diagnosis for 7-class
+    models, 1 (malignant) or 0 (benign) by its label for binary ones."""
+    if predictor.task == "multiclass":
+        return predictor.class_names.index(row["top_class"])
+    return int(row["label"] == "malignant")
+
+
 def prediction_columns(predictor: Predictor) -> list[str]:
     columns = ["path"]
     if predictor.task == "multiclass":
