@@ -6,8 +6,8 @@ specificity, PPV and NPV at the tuned threshold and at 0.5, each with a 95 % boo
 that resamples lesions; confusion matrices; per-class report and macro ROC-AUC for 7 classes;
 calibration error and Brier score before and after calibration), <run>/test_predictions.csv,
 plots and the model card <run>/model_card.md. --tta averages over flips; --lesion-level scores
-each lesion by the mean probability of its images (one row per lesion). Variants get their own file names
-(test_metrics_tta.json, test_metrics_lesion.json, ...).
+each lesion by the mean probability of its images (one row per lesion). Variants get their own
+file names (test_metrics_tta.json, test_metrics_lesion.json, ...).
 """
 from __future__ import annotations
 

@@ -73,7 +73,7 @@ def aggregate_lesions(table: pd.DataFrame, probabilities: np.ndarray) -> tuple[p
 
 
 def prediction_table(cases: pd.DataFrame, probabilities: np.ndarray, predictor: Predictor,
-                     thresholds: dict[str, float]) -> pd.DataFrame:
+                     thresholds: dict[str, float], top_classes: np.ndarray | None) -> pd.DataFrame:
     """One row per scored image (or lesion): its identity, truth, calibrated scores, the 7-class
     top class and the label at each threshold."""
     identity = ["image_id", "lesion_id", "dx", "label", "image_path"] if "image_id" in cases else \
@@ -83,7 +83,7 @@ def prediction_table(cases: pd.DataFrame, probabilities: np.ndarray, predictor: 
     if predictor.task == "multiclass":
         for index, name in enumerate(predictor.class_names):
             predictions[f"prob_{name}"] = probabilities[:, index]
-        predictions["top_class"] = np.asarray(predictor.class_names)[predictor.top_classes(probabilities)]
+        predictions["top_class"] = np.asarray(predictor.class_names)[top_classes]
     for name, threshold in thresholds.items():
         predictions[f"malignant@{name}"] = (predictions["malignant_score"] >= threshold).astype(int)
     return predictions
@@ -117,6 +117,8 @@ def evaluate_predictions(labels: np.ndarray, probabilities: np.ndarray, lesion_i
     labels = np.asarray(labels)
     truth = malignant_of_labels(labels, task)
     score = malignant_score(probabilities, task)
+    if task == "multiclass" and top_classes is None:
+        top_classes = probabilities.argmax(axis=1)
 
     def screening(indices: np.ndarray) -> dict[str, float]:
         values = ranking_metrics(truth[indices], score[indices])
@@ -137,8 +139,7 @@ def evaluate_predictions(labels: np.ndarray, probabilities: np.ndarray, lesion_i
                         "uncalibrated": calibration_quality(truth, raw, labels, task)},
     }
     if task == "multiclass":
-        predicted = probabilities.argmax(axis=1) if top_classes is None else np.asarray(top_classes)
-        result.update(multiclass_metrics(labels, probabilities, predicted, lesion_ids, samples, seed))
+        result.update(multiclass_metrics(labels, probabilities, np.asarray(top_classes), lesion_ids, samples, seed))
     return result
 
 
@@ -246,10 +247,10 @@ def evaluate_run(run: RunLayout, tta: bool = False, lesion_level: bool = False,
     if lesion_level:
         cases, case_probabilities = aggregate_lesions(table, probabilities)
         case_raw = aggregate_lesions(table, raw)[1]
-    predictions = prediction_table(cases, case_probabilities, predictor, thresholds)
+    top_classes = predictor.top_classes(case_probabilities) if task == "multiclass" else None
+    predictions = prediction_table(cases, case_probabilities, predictor, thresholds, top_classes)
     result = evaluate_predictions(cases["label"].to_numpy(), case_probabilities, cases["lesion_id"].to_numpy(),
-                                  task, thresholds, case_raw, samples=bootstrap,
-                                  top_classes=predictor.top_classes(case_probabilities) if task == "multiclass" else None)
+                                  task, thresholds, case_raw, samples=bootstrap, top_classes=top_classes)
     result.update({"level": "lesion" if lesion_level else "image", "tta": tta,
                    "model": str(run.best_model), "split_file": split_file, "task": task,
                    "img_size": predictor.img_size, "calibration_method": predictor.calibration.method,
