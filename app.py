@@ -3,9 +3,9 @@
 A page for people who never open a terminal. Choose a trained run (or a ``.h5`` model copied
 into ``models/``), upload images, and read for each one the calibrated malignant score, the
 label at the run's tuned threshold with that threshold's validation sensitivity and specificity,
-the seven diagnoses' probabilities (7-class models) and where the model looked (Grad-CAM).
+each diagnosis's probability (multi-class models) and where the model looked (Grad-CAM).
 
-Scoring goes through ``src/evaluation/app_support.py``, that is through the functions behind
+Scoring goes through ``skin_lesion.app_backend``, that is through the functions behind
 ``scripts/06_infer.py`` and ``07_explain.py``: a file gets the same score here as from the
 scripts, and the CSV download is the one 06_infer.py writes. The outputs folder the page starts
 with is ``outputs/``, or ``$SKIN_LESION_OUTPUTS`` when set.
@@ -20,10 +20,11 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from src import cli
-from src.data.files import IMAGE_EXTENSIONS
-from src.errors import UserError
-from src.labels import DIAGNOSES, DIAGNOSIS_NAMES, MALIGNANT
+from skin_lesion import cli
+from skin_lesion.data.files import IMAGE_EXTENSIONS
+from skin_lesion.errors import UserError
+from skin_lesion.data.dataset import PATIENT_COLUMNS
+from skin_lesion.defaults import UNTUNED_THRESHOLD
 
 REPO = Path(__file__).resolve().parent
 #: Where a model copied from another machine goes ("copy the model to models/ and test it").
@@ -49,9 +50,9 @@ def start_tensorflow() -> None:
 
 
 start_tensorflow()
-from src.evaluation import app_support  # noqa: E402  (imports TensorFlow: after the quiet start)
-from src.evaluation.app_support import ModelChoice, ScoredImage, ScoredUploads  # noqa: E402
-from src.evaluation.predictor import Predictor  # noqa: E402
+from skin_lesion import app_backend  # noqa: E402  (imports TensorFlow: after the quiet start)
+from skin_lesion.app_backend import ModelChoice, ScoredImage, ScoredUploads  # noqa: E402
+from skin_lesion.serving.predictor import Predictor  # noqa: E402
 
 # ----------------------------------------------------------------------------------------------
 # Choosing the model: a run from the outputs folder (set in the sidebar), or a model file.
@@ -83,7 +84,7 @@ def choose_run() -> ModelChoice | None:
     folder = typed_path(st.sidebar.text_input(
         "Outputs folder (where the runs are)", os.environ.get(OUTPUTS_VARIABLE, "outputs"), key="outputs",
         help="The folder scripts/03_train.py wrote its runs into; subfolders are searched too."))
-    runs = app_support.run_choices(folder)
+    runs = app_backend.run_choices(folder)
     usable = [run for run in runs if not run.problem]
     if len(usable) < len(runs):
         with st.sidebar.expander(f"{len(runs) - len(usable)} run(s) cannot be used"):
@@ -98,7 +99,7 @@ def choose_run() -> ModelChoice | None:
 
 def choose_model_file() -> ModelChoice | None:
     """A ``.h5`` file from ``models/``, or any path typed in (a path typed wins)."""
-    files = app_support.model_file_choices(MODELS_DIR)
+    files = app_backend.model_file_choices(MODELS_DIR)
     picked_column, typed_column = st.columns(2)
     if files:
         picked = picked_column.selectbox("Model files in models/", files, format_func=lambda file: file.label,
@@ -109,7 +110,7 @@ def choose_model_file() -> ModelChoice | None:
     text = typed_column.text_input("…or the path of a .h5 file", key="model_path",
                                    help="A model copied from another machine. Its threshold.json and "
                                         "calibration.json are used if they lie beside it.")
-    choice = app_support.file_choice(typed_path(text)) if text.strip() else picked
+    choice = app_backend.file_choice(typed_path(text)) if text.strip() else picked
     if choice is None:
         st.info(f"Copy a model file (`.h5`, with its `threshold.json` and `calibration.json` if you "
                 f"have them) into `{MODELS_DIR}`, or type its path above.")
@@ -131,13 +132,13 @@ def choose_model() -> ModelChoice | None:
 def cached_predictor(_choice: ModelChoice, key: tuple) -> Predictor:
     """Loaded once per model version (``key``: its files and their modification times), so
     further images are scored without loading it again."""
-    return app_support.predictor_for(_choice)
+    return app_backend.predictor_for(_choice)
 
 
 def load(choice: ModelChoice) -> Predictor | None:
     """The chosen model, or None with the reason on the page."""
     try:
-        return cached_predictor(choice, (choice.kind, str(choice.path), app_support.stamp(choice)))
+        return cached_predictor(choice, (choice.kind, str(choice.path), app_backend.stamp(choice)))
     except UserError as error:
         st.error(f"The model cannot be loaded: {error}")
         return None
@@ -151,15 +152,24 @@ def operating_point(predictor: Predictor) -> str:
     """The threshold with its validation sensitivity and specificity."""
     record = predictor.threshold_record
     if not record:
-        return "default threshold (**not tuned, 0.5**; its sensitivity and specificity are unknown)"
+        return (f"default threshold (**not tuned, {UNTUNED_THRESHOLD}**; its sensitivity and specificity "
+                "are unknown)")
     return (f"threshold **{predictor.threshold:.3f}** (tuned on validation images: sensitivity "
             f"**{record['sensitivity']:.3f}**, specificity **{record['specificity']:.3f}**)")
 
 
+def malignant_names(predictor: Predictor) -> str:
+    """``Actinic keratoses ..., basal cell carcinoma or melanoma``: the malignant diagnoses."""
+    space = predictor.task.label_space
+    names = [space.display_name(code) for code in space.malignant_codes]
+    return " or ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)
+
+
 def describe_model(choice: ModelChoice, predictor: Predictor) -> None:
     """What the model reads and how it decides, with what had to be assumed about it."""
-    task = ("Tells benign from malignant lesions" if predictor.task == "binary"
-            else "Tells the seven HAM10000 diagnoses apart")
+    space = predictor.task.label_space
+    task = ("Tells benign from malignant lesions" if predictor.task.is_binary
+            else f"Tells the {len(space.codes)} {space.name} diagnoses apart")
     metadata = " and the patient's age, sex and lesion site" if predictor.uses_metadata else ""
     st.markdown(f"{task} from {predictor.img_size}×{predictor.img_size}-pixel images{metadata}. "
                 f"Label *malignant* when the malignant score is at or above the {operating_point(predictor)}.")
@@ -169,7 +179,7 @@ def describe_model(choice: ModelChoice, predictor: Predictor) -> None:
     with st.expander("How to read the results"):
         st.markdown(
             "* **Malignant score** (0 to 1): the model's calibrated probability that the lesion is "
-            "malignant (actinic keratosis / Bowen's disease, basal cell carcinoma or melanoma). "
+            f"malignant ({malignant_names(predictor)}). "
             "Calibrated on validation images: of the lesions scored about 0.30 there, about 30 % "
             "were malignant.\n"
             "* **Label**: *malignant* when the score is at or above the threshold, else *benign*. "
@@ -179,10 +189,10 @@ def describe_model(choice: ModelChoice, predictor: Predictor) -> None:
             "* **Grad-CAM**: red and yellow mark the parts of the image that pushed the model most "
             "towards its label. It shows where the model looked, not whether it is right: check "
             "that it looked at the lesion, not at hair, a ruler or the image border.\n"
-            "* **7-class models** also show the probability of each diagnosis; the malignant score "
-            "is the sum of the red bars.\n"
-            "* The model learnt from HAM10000 dermoscopic images, mostly of light skin. Other "
-            "cameras, skin types or clinical photographs can make it fail without warning.")
+            "* **Models of several diagnoses** also show the probability of each; the malignant "
+            "score is the sum of the red bars.\n"
+            f"* The model learnt from {space.name} images. Other cameras, skin types or clinical "
+            "photographs than it learnt from can make it fail without warning.")
 
 
 def patient_fields(predictor: Predictor) -> dict | None:
@@ -197,7 +207,7 @@ def patient_fields(predictor: Predictor) -> dict | None:
                                   placeholder="unknown", key="age")
     sex = sex_column.selectbox("Sex", ["unknown", *predictor.encoding.sex], key="sex")
     site = site_column.selectbox("Lesion site", ["unknown", *predictor.encoding.localization], key="site")
-    return {"age": "" if age is None else age, "sex": sex, "localization": site}
+    return dict(zip(PATIENT_COLUMNS, ("" if age is None else age, sex, site)))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -232,12 +242,13 @@ def show_table(scored: ScoredUploads) -> None:
                        help="The same columns and values as scripts/06_infer.py writes.")
 
 
-def diagnosis_chart(row: dict) -> alt.Chart:
-    """The seven probabilities as bars, malignant diagnoses in red, in the model's order."""
+def diagnosis_chart(row: dict, predictor: Predictor) -> alt.Chart:
+    """The diagnoses' probabilities as bars, malignant diagnoses in red, in the model's order."""
+    space = predictor.task.label_space
     data = pd.DataFrame({
-        "diagnosis": [f"{DIAGNOSIS_NAMES[code]} ({code})" for code in DIAGNOSES],
-        "probability": [row[f"prob_{code}"] for code in DIAGNOSES],
-        "kind": ["malignant" if code in MALIGNANT else "benign" for code in DIAGNOSES]})
+        "diagnosis": [f"{space.display_name(code)} ({code})" for code in space.codes],
+        "probability": [row[f"prob_{code}"] for code in space.codes],
+        "kind": ["malignant" if code in space.malignant else "benign" for code in space.codes]})
     bars = alt.Chart(data).mark_bar().encode(
         x=alt.X("probability:Q", scale=alt.Scale(domain=[0, 1]), title="probability"),
         y=alt.Y("diagnosis:N", sort=None, title=None, axis=alt.Axis(labelLimit=420)),
@@ -251,32 +262,33 @@ def diagnosis_chart(row: dict) -> alt.Chart:
 
 def explained_class(predictor: Predictor, row: dict) -> str:
     """What the Grad-CAM map is evidence for: the label, or the top diagnosis."""
-    if predictor.task == "multiclass":
-        return DIAGNOSIS_NAMES[row["top_class"]].lower()
-    return row["label"]
+    if predictor.task.is_binary:
+        return row["label"]
+    return predictor.task.label_space.display_name(row["top_class"]).lower()
 
 
 def show_verdict(row: dict, predictor: Predictor) -> None:
     """The score, the label and the threshold that decided it."""
     score, malignant = row["malignant_score"], row["label"] == "malignant"
+    malignant_codes = predictor.task.label_space.malignant_codes
     st.metric("Malignant score", f"{score:.3f}",
-              help="The calibrated probability that the lesion is malignant (akiec, bcc or mel).")
+              help=f"The calibrated probability that the lesion is malignant ({' or '.join(malignant_codes)}).")
     label = ":red-background[**malignant**]" if malignant else ":blue-background[**benign**]"
     st.markdown(f"Label: {label} — the score is {'at or above' if malignant else 'below'} the "
                 f"{operating_point(predictor)}.")
-    if predictor.task == "multiclass":
+    if not predictor.task.is_binary:
         code = row["top_class"]
         balanced = (" — the diagnosis most probable relative to how common it is, so a rare one can "
                     "top a more probable naevus" if predictor.calibration.class_prior else "")
-        st.markdown(f"Top diagnosis: **{DIAGNOSIS_NAMES[code]}** ({code}, probability "
-                    f"{row[f'prob_{code}']:.3f}){balanced}. The label comes from the malignant "
-                    "score (akiec + bcc + mel), not from this diagnosis.")
+        st.markdown(f"Top diagnosis: **{predictor.task.label_space.display_name(code)}** ({code}, "
+                    f"probability {row[f'prob_{code}']:.3f}){balanced}. The label comes from the "
+                    f"malignant score ({' + '.join(malignant_codes)}), not from this diagnosis.")
     if predictor.uses_metadata and row["metadata_note"]:
         st.caption(f"Patient data: {row['metadata_note']} (scored as unknown).")
 
 
 def show_image(image: ScoredImage, predictor: Predictor) -> None:
-    """The image beside its Grad-CAM map and its verdict; for 7-class models the diagnoses below."""
+    """The image beside its Grad-CAM map and its verdict; for multi-class models the diagnoses below."""
     st.subheader(image.name)
     photo, heat, verdict = st.columns([1, 1, 1.3])
     photo.image(image.image, caption="Uploaded image", width="stretch")
@@ -285,8 +297,8 @@ def show_image(image: ScoredImage, predictor: Predictor) -> None:
                    caption=f"Grad-CAM: where the model saw evidence for {explained_class(predictor, image.row)}")
     with verdict:
         show_verdict(image.row, predictor)
-    if predictor.task == "multiclass":
-        st.altair_chart(diagnosis_chart(image.row), width="stretch")
+    if not predictor.task.is_binary:
+        st.altair_chart(diagnosis_chart(image.row, predictor), width="stretch")
 
 
 def show_results(scored: ScoredUploads, predictor: Predictor) -> None:
@@ -317,7 +329,7 @@ def main() -> None:
     if not files:
         return
     with st.spinner(f"Scoring {len(files)} file(s)…"):
-        scored = app_support.score_uploads(predictor, [(file.name, file.getvalue()) for file in files], patient)
+        scored = app_backend.score_uploads(predictor, [(file.name, file.getvalue()) for file in files], patient)
     show_results(scored, predictor)
 
 

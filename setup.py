@@ -17,7 +17,8 @@ setup(
     long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=find_packages(include=["src", "src.*"]),
+    package_dir={"": "src"},
+    packages=find_packages("src"),
     install_requires=requirements,
     extras_require={"test": ["pytest>=8", "pytest-xdist>=3", "playwright>=1.45"]},
 )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from src import cli, layout
+from skin_lesion import cli, layout
 
 
 def build_parser():
@@ -17,8 +17,8 @@ def build_parser():
 
 
 def main(args) -> int:
-    from src.data.dataset import load_dataset
-    from src.data.sample import make_sample_dataset
+    from skin_lesion.data.dataset import load_dataset
+    from skin_lesion.data.sample import make_sample_dataset
 
     out_dir = make_sample_dataset(args.out_dir, seed=args.seed, force=args.force)
     table = load_dataset(out_dir).table

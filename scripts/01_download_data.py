@@ -7,7 +7,7 @@ up or download by hand. Safe to run again: a verified dataset is left as it is.
 """
 from __future__ import annotations
 
-from src import cli, layout
+from skin_lesion import cli, layout
 
 
 def build_parser():
@@ -20,7 +20,7 @@ def build_parser():
 
 
 def main(args) -> int:
-    from src.data.download import fetch_ham10000
+    from skin_lesion.data.download import fetch_ham10000
 
     fetch_ham10000(args.data_dir, archive=args.from_zip)
     return 0

@@ -12,9 +12,9 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from src import cli, layout
-from src.defaults import SPLIT_RATIOS, SPLIT_SEED
-from src.labels import TASKS
+from skin_lesion import cli, layout
+from skin_lesion.defaults import SPLIT_RATIOS, SPLIT_SEED
+from skin_lesion.tasks import BINARY, KINDS
 
 
 def build_parser():
@@ -23,7 +23,7 @@ def build_parser():
                         help="dataset folder, Kaggle or class-folder layout (default: %(default)s)")
     parser.add_argument("--out-dir", default=str(layout.OutputsLayout().split_dir),
                         help="where split.csv and split_summary.json go (default: %(default)s)")
-    parser.add_argument("--task", choices=list(TASKS), default="binary",
+    parser.add_argument("--task", choices=KINDS, default=BINARY,
                         help="label column and class weights for this task (default: %(default)s)")
     parser.add_argument("--ratios", type=float, nargs=3, default=list(SPLIT_RATIOS),
                         metavar=("TRAIN", "VAL", "TEST"), help="split ratios (default: 0.70 0.15 0.15)")
@@ -33,8 +33,8 @@ def build_parser():
 
 
 def main(args) -> int:
-    from src.data.dataset import load_dataset
-    from src.data.split import write_split
+    from skin_lesion.data.dataset import load_dataset
+    from skin_lesion.data.split import write_split
 
     dataset = load_dataset(Path(args.data_dir))
     summary = write_split(dataset, Path(args.out_dir), args.task, args.ratios, args.seed, args.force)

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from src import cli
-from src.errors import ConfigError
-from src.training.config import TrainConfig, add_train_arguments, given_settings
+from skin_lesion import cli
+from skin_lesion.errors import ConfigError
+from skin_lesion.training.config import TrainConfig, add_train_arguments, given_settings
 
 
 def build_parser():
@@ -49,7 +49,7 @@ def checked_settings(args) -> TrainConfig | None:
 def main(args) -> int:
     config = checked_settings(args)
     cli.start_tensorflow(args.debug)
-    from src.training.trainer import resume, train
+    from skin_lesion.training.trainer import resume, train
 
     if config is None:
         resume(Path(args.resume))

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import logging
 
-from src import cli
-from src.defaults import TARGET_SENSITIVITY
+from skin_lesion import cli
+from skin_lesion.defaults import TARGET_SENSITIVITY
 
 
 def build_parser():
@@ -25,7 +25,7 @@ def build_parser():
 
 
 def main(args) -> int:
-    from src.evaluation.threshold import tune_run
+    from skin_lesion.evaluation.threshold import tune_run
 
     run = cli.open_run(args)
     result = tune_run(run, args.target_sensitivity, args.force)

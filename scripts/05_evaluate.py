@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import logging
 
-from src import cli
-from src.defaults import BOOTSTRAP_SAMPLES, PREDICTION_BATCH
+from skin_lesion import cli
+from skin_lesion.defaults import BOOTSTRAP_SAMPLES, PREDICTION_BATCH
 
 
 def build_parser():
@@ -32,11 +32,12 @@ def build_parser():
 
 
 def main(args) -> int:
-    from src.evaluation.evaluate import evaluate_run
+    from skin_lesion.evaluation.evaluate import evaluate_run
+    from skin_lesion.tasks import BINARY
 
     run = cli.open_run(args)
     result = evaluate_run(run, args.tta, args.lesion_level, args.bootstrap, args.batch_size, args.force)
-    auc = result["binary"]["roc_auc"]
+    auc = result[BINARY]["roc_auc"]
     interval = " (95%% CI %.3f-%.3f)" % tuple(auc["ci95"]) if auc["ci95"] else ""
     logging.info("Test ROC-AUC %.3f%s on %d %ss -> %s", auc["value"], interval, result["cases"],
                  result["level"], result["metrics_file"])

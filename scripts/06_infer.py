@@ -15,9 +15,10 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from src import cli
-from src.defaults import PREDICTION_BATCH
-from src.io_utils import refuse_overwrite
+from skin_lesion import cli
+from skin_lesion.defaults import PREDICTION_BATCH
+from skin_lesion.io_utils import refuse_overwrite
+from skin_lesion.layout import ModelFileLayout
 
 
 def build_parser():
@@ -39,11 +40,11 @@ def build_parser():
 
 
 def main(args) -> int:
-    from src.evaluation.inference import infer
-    from src.evaluation.predictor import load_predictor
+    from skin_lesion.serving.inference import infer
+    from skin_lesion.serving.predictor import load_predictor
 
     run = None if args.model_file else cli.open_run(args)
-    default_output = Path(args.model_file).with_name("predictions.csv") if args.model_file else run.predictions
+    default_output = ModelFileLayout(args.model_file).predictions if args.model_file else run.predictions
     output = Path(args.output) if args.output else default_output
     refuse_overwrite(output, args.force, "Predictions file")
     predictor = load_predictor(run, args.model_file and Path(args.model_file))

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from src import cli
+from skin_lesion import cli
 
 METHODS = ("gradcam", "saliency")
 
@@ -38,16 +38,17 @@ def build_parser():
 def main(args) -> int:
     import logging
 
-    from src.errors import ConfigError
-    from src.evaluation.explanations import explain_images, explain_test_cases
-    from src.evaluation.predictor import load_predictor
+    from skin_lesion.errors import ConfigError
+    from skin_lesion.layout import ModelFileLayout
+    from skin_lesion.explanation.figures import explain_images, explain_test_cases
+    from skin_lesion.serving.predictor import load_predictor
 
     if args.model_file and not args.images:
         raise ConfigError("--model-file has no test split of its own: give the images to explain with --images.")
     run = None if args.model_file else cli.open_run(args)
     predictor = load_predictor(run, args.model_file and Path(args.model_file))
     if args.images:
-        out_dir = Path(args.model_file).parent / "explain" if args.model_file else run.explain_dir
+        out_dir = ModelFileLayout(args.model_file).explain_dir if args.model_file else run.explain_dir
         listing = explain_images(predictor, [Path(p) for p in args.images], out_dir, args.method,
                                  args.metadata and Path(args.metadata), args.force)
     else:

@@ -2,14 +2,14 @@
 """Measure end-to-end inference throughput (read + decode + resize + model) in images/s.
 
 Builds an untrained model of the given architecture (speed does not depend on the weights) and
-streams the images of a folder through src.evaluation.inference.predict_paths, exactly as
+streams the images of a folder through skin_lesion.serving.inference.predict_paths, exactly as
 06_infer.py does. Nothing is written.
 """
 from __future__ import annotations
 
 import time
 
-from src import cli
+from skin_lesion import cli
 
 
 def build_parser():
@@ -24,16 +24,19 @@ def build_parser():
 
 
 def main(args) -> int:
-    from src.data.dataset import load_dataset
-    from src.evaluation.inference import predict_paths
-    from src.evaluation.predictor import Predictor
-    from src.models.factory import SkinLesionCNN
+    from skin_lesion.data.dataset import load_dataset
+    from skin_lesion.models.factory import SkinLesionCNN
+    from skin_lesion.serving.inference import predict_paths
+    from skin_lesion.serving.predictor import Predictor
+    from skin_lesion.tasks import BINARY, Task
 
-    paths = load_dataset(args.data_dir).table["image_path"].tolist()[: args.limit]
+    dataset = load_dataset(args.data_dir)
+    task = Task(BINARY, dataset.label_space)
+    paths = dataset.table["image_path"].tolist()[: args.limit]
     print(f"data: {args.data_dir} ({len(paths)} images), batch {args.batch_size}")
     for name in args.architecture:
-        model = SkinLesionCNN(name, weights="none", img_size=args.img_size).build()
-        predictor = Predictor(model, model_file=None, task="binary")
+        model = SkinLesionCNN(name, task, weights="none", img_size=args.img_size).build()
+        predictor = Predictor(model, model_file=None, task=task)
         list(predict_paths(predictor, paths[: args.batch_size], batch_size=args.batch_size, progress=False))
         start = time.perf_counter()
         rows = list(predict_paths(predictor, paths, batch_size=args.batch_size, progress=False))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import tempfile
 import time
 
-from src import cli
+from skin_lesion import cli
 
 
 def images_per_second(dataset, epochs: int) -> float:
@@ -37,9 +37,9 @@ def build_parser():
 def main(args) -> int:
     import numpy as np
 
-    from src.data.dataset import load_dataset
-    from src.data.images import decode_files
-    from src.data.pipeline import Augmentation, load_split_images, make_dataset
+    from skin_lesion.data.dataset import load_dataset
+    from skin_lesion.data.images import decode_files
+    from skin_lesion.data.pipeline import Augmentation, load_split_images, make_dataset
 
     table = load_dataset(args.data_dir).table.assign(split="train")
     size = (args.img_size, args.img_size)

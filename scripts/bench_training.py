@@ -3,7 +3,7 @@
 XLA compilation, steps per execution.
 
 Each variant trains the same model from scratch on the same cached split through the project's
-own pipeline and trainer (src.training.benchmark), in a fresh process (precision and op
+own pipeline and trainer (skin_lesion.training.benchmark), in a fresh process (precision and op
 determinism are process-wide), and the median images/s of the timed epochs is printed. Nothing is
 written to outputs/; the image cache goes to a temporary folder unless --cache-dir is given.
 Example:
@@ -17,7 +17,7 @@ import json
 import subprocess
 import sys
 
-from src import cli
+from skin_lesion import cli
 
 def build_parser():
     parser = cli.parser(__doc__)
@@ -55,7 +55,7 @@ def main(args) -> int:
     print(f"{args.architecture} {args.img_size}x{args.img_size}, batch {args.batch_size}, "
           f"median of {args.epochs} epoch(s) after a warm-up epoch")
     for name, settings in map(parse_variant, variants):
-        result = subprocess.run([sys.executable, "-m", "src.training.benchmark",
+        result = subprocess.run([sys.executable, "-m", "skin_lesion.training.benchmark",
                                  json.dumps({**base, **settings}), str(args.epochs)],
                                 capture_output=True, text=True)
         if result.returncode:

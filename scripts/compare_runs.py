@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from src import cli, layout
+from skin_lesion import cli, layout
 
 
 def build_parser():
@@ -30,7 +30,7 @@ def build_parser():
 
 
 def main(args) -> int:
-    from src.evaluation.compare import display_table, markdown, runs_table, write_tables
+    from skin_lesion.evaluation.compare import display_table, markdown, runs_table, write_tables
 
     table = runs_table(Path(args.outputs_dir), args.sort)
     if table.empty:

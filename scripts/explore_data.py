@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from src import cli, layout
+from skin_lesion import cli, layout
 
 
 def build_parser():
@@ -30,9 +30,9 @@ def build_parser():
 
 
 def main(args) -> int:
-    from src.data.dataset import load_dataset
-    from src.data.explore import check_split_matches, write_report
-    from src.data.split import read_split
+    from skin_lesion.data.dataset import load_dataset
+    from skin_lesion.data.explore import check_split_matches, write_report
+    from skin_lesion.data.split import read_split
 
     dataset = load_dataset(Path(args.data_dir))
     split = None

@@ -5,7 +5,7 @@ validation PR-AUC, every trial a normal run folder.
 Takes the settings of 03_train.py (--config FILE and the same flags) as the base of every
 trial; the search space (learning rates around the architecture's defaults, dropout, dense
 units, unfreeze depth, image size, weight decay, label smoothing, schedule) comes from
-src/training/search.py and can be overridden with --space FILE (JSON: {"dropout": {"type":
+src/skin_lesion/training/search.py and can be overridden with --space FILE (JSON: {"dropout": {"type":
 "float", "low": 0.1, "high": 0.4}, "img_size": {"type": "categorical", "choices": [64, 80]},
 "label_smoothing": null}). Trials go to <outputs-dir>/search/<study>/runs/; the study is kept in
 <outputs-dir>/search/<study>/study.db (or --storage URL), so running the same command again
@@ -17,8 +17,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from src import cli
-from src.training.config import TrainConfig, add_train_arguments, given_settings
+from skin_lesion import cli
+from skin_lesion.training.config import TrainConfig, add_train_arguments, given_settings
 
 
 def build_parser():
@@ -38,7 +38,7 @@ def build_parser():
 
 
 def main(args) -> int:
-    from src.training.search import run_search
+    from skin_lesion.training.search import run_search
 
     given = given_settings(args)
     base = (TrainConfig.from_file(args.config, given) if args.config else TrainConfig.from_sources({}, given)).resolved()

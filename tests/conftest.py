@@ -14,10 +14,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from src.io_utils import exclusive
+from skin_lesion.data.ham10000 import HAM10000
+from skin_lesion.io_utils import exclusive
+from skin_lesion.tasks import BINARY, MULTICLASS, Task
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = REPO / "scripts"
+#: The two tasks over HAM10000's label space, for tests that build models or labels directly.
+BINARY_TASK = Task(BINARY, HAM10000)
+SEVEN_CLASS_TASK = Task(MULTICLASS, HAM10000)
 
 
 def run_script(name: str, *args, cwd: Path | None = None, env: dict | None = None,
@@ -88,7 +93,7 @@ def copy_run(source: Path, destination: Path) -> Path:
 @pytest.fixture(scope="session")
 def sample_dir(tmp_path_factory) -> Path:
     """The synthetic sample dataset, generated once per test session."""
-    from src.data.sample import make_sample_dataset
+    from skin_lesion.data.sample import make_sample_dataset
 
     return built_once(tmp_path_factory, "sample", lambda folder: make_sample_dataset(folder / "sample")) / "sample"
 

@@ -1,5 +1,5 @@
 """The web app (app.py): the page in Streamlit's AppTest, and the scoring behind it
-(src/evaluation/app_support.py), which must give exactly what scripts/06_infer.py gives."""
+(skin_lesion.app_backend), which must give exactly what scripts/06_infer.py gives."""
 from __future__ import annotations
 
 import functools
@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from src.evaluation import app_support
-from src.layout import open_run
+from skin_lesion import app_backend
+from skin_lesion.layout import open_run
 from tests.conftest import REPO, copy_run, run_script
 
 APP = REPO / "app.py"
@@ -136,7 +136,7 @@ def test_runs_that_cannot_be_used_are_listed_not_offered(tmp_path, monkeypatch):
     broken = tmp_path / "runs" / "20260101-120000_resnet50_binary"
     broken.mkdir(parents=True)
     (broken / "training_config.json").write_text("{not json")
-    choices = app_support.run_choices(tmp_path)
+    choices = app_backend.run_choices(tmp_path)
     assert [choice.path for choice in choices] == [broken] and "not valid JSON" in choices[0].problem
     at = page(tmp_path, monkeypatch)
     assert "None of the 1 runs" in at.info[0].value
@@ -147,9 +147,9 @@ def test_model_files_come_from_models_folder_or_a_typed_path(tmp_path):
     (tmp_path / "b.h5").write_bytes(b"")
     (tmp_path / "a.h5").write_bytes(b"")
     (tmp_path / "notes.txt").write_text("")
-    assert [choice.label for choice in app_support.model_file_choices(tmp_path)] == ["a.h5", "b.h5"]
-    assert app_support.model_file_choices(tmp_path / "missing") == []
-    assert "no file" in app_support.file_choice(tmp_path / "missing.h5").problem
+    assert [choice.label for choice in app_backend.model_file_choices(tmp_path)] == ["a.h5", "b.h5"]
+    assert app_backend.model_file_choices(tmp_path / "missing") == []
+    assert "no file" in app_backend.file_choice(tmp_path / "missing.h5").problem
 
 
 # --- Scoring uploads: the numbers of 06_infer.py ------------------------------------------------
@@ -157,8 +157,8 @@ def test_model_files_come_from_models_folder_or_a_typed_path(tmp_path):
 
 @pytest.mark.slow
 def test_uploads_get_the_csv_of_06_infer_byte_for_byte(app_runs):
-    predictor = app_support.predictor_for(app_support.ModelChoice("run", app_runs.binary, "binary"))
-    scored = app_support.score_uploads(predictor, uploads(app_runs.scored))
+    predictor = app_backend.predictor_for(app_backend.ModelChoice("run", app_runs.binary, "binary"))
+    scored = app_backend.score_uploads(predictor, uploads(app_runs.scored))
     assert scored.csv == app_runs.reference.replace(f"{app_runs.folder}/".encode(), b"")
     assert scored.unsupported == ["letter.pdf"]  # 06_infer passes it over in a folder too
     broken = [image for image in scored.images if image.error]
@@ -173,11 +173,11 @@ def test_patient_data_is_encoded_as_06_infer_encodes_csv_columns(app_runs, tmp_p
     listing = tmp_path / "list.csv"
     listing.write_text("path,age,sex,localization\n" + "".join(f"{path},55,female,back\n" for path in images))
     expected = infer_csv(listing, app_runs.multiclass, tmp_path / "predictions.csv")
-    predictor = app_support.predictor_for(app_support.ModelChoice("run", app_runs.multiclass, "7-class"))
+    predictor = app_backend.predictor_for(app_backend.ModelChoice("run", app_runs.multiclass, "7-class"))
     patient = {"age": 55, "sex": "female", "localization": "back"}
-    scored = app_support.score_uploads(predictor, uploads(images), patient)
+    scored = app_backend.score_uploads(predictor, uploads(images), patient)
     assert scored.csv == expected.replace(f"{images[0].parent}/".encode(), b"")
-    assert app_support.score_uploads(predictor, uploads(images)).csv != scored.csv  # the data count
+    assert app_backend.score_uploads(predictor, uploads(images)).csv != scored.csv  # the data count
 
 
 # --- The page with a trained run --------------------------------------------------------------
@@ -236,8 +236,8 @@ def test_a_copied_model_file_is_loaded_once_and_says_what_it_lacks(app_runs, tmp
     copied = tmp_path / "copied.h5"
     shutil.copy(open_run(app_runs.binary).best_model, copied)
     loads = []
-    original = app_support.predictor_for
-    monkeypatch.setattr(app_support, "predictor_for", lambda choice: loads.append(choice) or original(choice))
+    original = app_backend.predictor_for
+    monkeypatch.setattr(app_backend, "predictor_for", lambda choice: loads.append(choice) or original(choice))
     at = page(app_runs.outputs, monkeypatch)
     at.radio(key="source").set_value("A model file (.h5)").run()
     at.text_input(key="model_path").input(str(copied)).run()

@@ -8,12 +8,13 @@ import keras
 import numpy as np
 import pytest
 
-from src.errors import ConfigError, UserError
-from src.models.architectures import ARCHITECTURES, get_architecture, resolve_defaults
-from src.models.backbones import resolve_weights
-from src.models.factory import SkinLesionCNN
-from src.models.saved import save_model
-from src.models.preprocessing import apply_preprocessing
+from skin_lesion.errors import ConfigError, UserError
+from skin_lesion.models.architectures import ARCHITECTURES, get_architecture, resolve_defaults
+from skin_lesion.models.backbones import resolve_weights
+from skin_lesion.models.factory import SkinLesionCNN
+from tests.conftest import BINARY_TASK, SEVEN_CLASS_TASK
+from skin_lesion.models.saved import save_model
+from skin_lesion.models.preprocessing import apply_preprocessing
 
 
 @pytest.mark.parametrize("alias, name", [
@@ -58,7 +59,7 @@ def test_defaults_are_resolved_in_one_place():
     custom = resolve_defaults(spec, img_size=96, learning_rate=3e-3, unfreeze_layers=0)
     assert custom["fine_tune_learning_rate"] == pytest.approx(3e-4) and custom["unfreeze_layers"] == 0
     assert resolve_defaults(spec, fine_tune_learning_rate=5e-5)["fine_tune_learning_rate"] == 5e-5
-    assert SkinLesionCNN("resnet50", weights="none").input_size == 224
+    assert SkinLesionCNN("resnet50", BINARY_TASK, weights="none").input_size == 224
 
 
 @pytest.mark.parametrize("name", list(ARCHITECTURES))
@@ -111,21 +112,21 @@ for name in names:
                                    err_msg=f'{name} {key}')
     spread = float(np.ptp(got['features'], axis=0).max()) / (float(np.abs(got['features']).max()) or 1.0)
     print('ok', name, 'varies' if spread > 1e-3 else 'constant')
-assert 'src' not in sys.modules
+assert "skin_lesion" not in sys.modules
 """
 
 
 @pytest.mark.slow
 def test_every_architecture_saves_portable_h5_and_is_explained(tmp_path):
-    """Per architecture (built once, it takes a while): the .h5 loads without src and predicts
+    """Per architecture (built once, it takes a while): the .h5 loads without skin_lesion and predicts
     the same, the unfreeze default fits the backbone, and Grad-CAM gives finite
     maps of the input's size."""
-    from src.evaluation.explain import explain
+    from skin_lesion.explanation.gradcam import explain
 
     size = 80
     images = np.random.default_rng(2).integers(0, 256, (3, size, size, 3)).astype(np.float32)
     for name in ARCHITECTURES:
-        task = "multiclass" if name in ("simple_cnn", "densenet121") else "binary"
+        task = SEVEN_CLASS_TASK if name in ("simple_cnn", "densenet121") else BINARY_TASK
         model = SkinLesionCNN(name, task, weights="none", img_size=size).build()
         spec = get_architecture(name)
         assert spec.unfreeze_layers < len(model.get_layer("backbone").layers), name
@@ -133,7 +134,7 @@ def test_every_architecture_saves_portable_h5_and_is_explained(tmp_path):
         assert heat.shape == (3, size, size) and np.isfinite(heat).all(), name
         assert heat.min() >= 0 and heat.max() <= 1, name
         randomise_trainable_weights(model)
-        save_model(model, tmp_path / f"{name}.h5", {"task": task})  # our attribute must not hurt
+        save_model(model, tmp_path / f"{name}.h5", task.as_record())  # our attribute must not hurt
         np.savez(tmp_path / f"{name}.npz", **outputs_and_features(model, images))
         keras.backend.clear_session()
     np.save(tmp_path / "images.npy", images)
@@ -164,7 +165,7 @@ def test_imagenet_download_failure_says_what_to_do(monkeypatch):
 
     monkeypatch.setattr(file_utils, "get_file", offline)
     with pytest.raises(UserError, match="--weights none") as error:
-        SkinLesionCNN("mobilenet_v2", weights="imagenet", img_size=64).build()
+        SkinLesionCNN("mobilenet_v2", BINARY_TASK, weights="imagenet", img_size=64).build()
     assert "--weights PATH" in str(error.value) and "~/.keras/models" in str(error.value)
 
 
@@ -172,7 +173,7 @@ def test_local_weights_file_is_loaded_into_the_backbone(tmp_path):
     donor = keras.applications.MobileNetV2(include_top=False, weights=None, input_shape=(64, 64, 3))
     randomise_trainable_weights(donor, seed=3)
     donor.save_weights(tmp_path / "mobilenet_v2_notop.weights.h5")
-    model = SkinLesionCNN("mobilenet_v2", weights=str(tmp_path / "mobilenet_v2_notop.weights.h5"),
+    model = SkinLesionCNN("mobilenet_v2", BINARY_TASK, weights=str(tmp_path / "mobilenet_v2_notop.weights.h5"),
                           img_size=64).build()
     backbone = model.get_layer("backbone")
     for mine, theirs in zip(backbone.weights, donor.weights):
@@ -180,6 +181,6 @@ def test_local_weights_file_is_loaded_into_the_backbone(tmp_path):
 
 
 def test_every_architecture_without_weights_has_a_builder():
-    from src.models.backbones import SCRATCH_BACKBONES
+    from skin_lesion.models.backbones import SCRATCH_BACKBONES
 
     assert {name for name, spec in ARCHITECTURES.items() if not spec.pretrained} == set(SCRATCH_BACKBONES)

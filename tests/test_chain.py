@@ -14,8 +14,8 @@ import pytest
 from PIL import Image
 from sklearn import metrics
 
-from src.metrics import expected_calibration_error
-from src.models.calibration import Calibration
+from skin_lesion.metrics import expected_calibration_error
+from skin_lesion.models.calibration import Calibration
 from tests.conftest import REPO, SCRIPTS, copy_run, run_script
 
 pytestmark = pytest.mark.slow
@@ -306,9 +306,10 @@ def test_model_card_is_true_to_the_runs_files(evaluated):
     metrics = json.loads((run / "test_metrics.json").read_text())
 
     def row(name: str) -> str:
-        match = re.search(rf"^\| {re.escape(name)} \| (.+?) \|$", card, re.M)
+        """The other cells of the table row that starts with ``name``, ' | '-joined."""
+        match = re.search(rf"^\| {re.escape(name)} +\| (.+?) *\|$", card, re.M)
         assert match, name
-        return match.group(1)
+        return " | ".join(cell.strip() for cell in match.group(1).split("|"))
 
     for name, key in (("ROC-AUC", "roc_auc"), ("PR-AUC (average precision)", "pr_auc"),
                       ("sensitivity", "sensitivity@tuned"), ("NPV", "npv@tuned")):
@@ -318,6 +319,6 @@ def test_model_card_is_true_to_the_runs_files(evaluated):
     assert row("after calibration") == f"{after['malignant_score_ece']:.3f} | {after['malignant_score_brier']:.3f}"
     predictions = pd.read_csv(run / "test_predictions.csv")
     for dx, part in predictions.groupby("dx"):
-        assert re.search(rf"^\| {dx} \| .+ \| {len(part)} \| {part['malignant@tuned'].mean():.3f} \|", card, re.M), dx
+        assert row(dx).split(" | ")[1:3] == [str(len(part)), f"{part['malignant@tuned'].mean():.3f}"], dx
     tuned = json.loads((run / "threshold.json").read_text())["threshold"]
     assert f"({tuned:.3f})" in card and "not a medical device" in card and "CC BY-NC 4.0" in card

@@ -75,7 +75,7 @@ def test_bad_numbers_are_refused_by_the_parser_naming_the_flag(tmp_path):
 
 
 def test_a_bug_keeps_its_traceback():
-    code = ("import sys\nsys.argv = ['x']\nfrom src import cli\n"
+    code = ("import sys\nsys.argv = ['x']\nfrom skin_lesion import cli\n"
             "def build():\n    return cli.parser('x')\n"
             "def main(args):\n    return {}['missing']\n"
             "cli.run(build, main, tensorflow=False)\n")

@@ -1,4 +1,4 @@
-"""scripts/compare_runs.py and src/evaluation/compare.py: one row per run folder, numbers taken
+"""scripts/compare_runs.py and skin_lesion.evaluation.compare: one row per run folder, numbers taken
 from the run's own files, broken folders listed with their reason, sorting, and the written tables."""
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from src.errors import ConfigError
-from src.evaluation import compare
-from src.layout import RunLayout
+from skin_lesion.errors import ConfigError
+from skin_lesion.evaluation import compare
+from skin_lesion.layout import RunLayout
 from tests.conftest import REPO, copy_run, run_script
 
 LOG_COLUMNS = ["epoch", "learning_rate", "seconds", "loss", "val_loss", "val_roc_auc", "val_pr_auc",
@@ -237,7 +237,7 @@ def test_printed_table_rounds_intervals_and_leaves_out_empty_columns(outputs):
 
 
 def test_module_does_not_load_tensorflow():
-    code = ("import sys, src.evaluation.compare\n"
+    code = ("import sys, skin_lesion.evaluation.compare\n"
             "print(sorted(m for m in ('tensorflow', 'keras', 'cv2', 'sklearn') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0 and result.stdout.strip() == "[]", result.stderr

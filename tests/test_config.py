@@ -9,9 +9,9 @@ import sys
 import keras
 import pytest
 
-from src.errors import ConfigError
-from src.training.config import TrainConfig
-from src.training.devices import cpu_has_bf16, precision_policy
+from skin_lesion.errors import ConfigError
+from skin_lesion.training.config import TrainConfig
+from skin_lesion.training.devices import cpu_has_bf16, precision_policy
 from tests.conftest import REPO
 
 
@@ -89,11 +89,12 @@ def test_bf16_units_are_read_from_the_cpu_flags(tmp_path):
 
 
 def test_mixed_precision_model_keeps_float32_preprocessing_and_output():
-    from src.models.factory import SkinLesionCNN
+    from skin_lesion.models.factory import SkinLesionCNN
+    from tests.conftest import BINARY_TASK
 
     keras.mixed_precision.set_global_policy("mixed_float16")
     try:
-        model = SkinLesionCNN("resnet50", weights="none", img_size=64).build()
+        model = SkinLesionCNN("resnet50", BINARY_TASK, weights="none", img_size=64).build()
         assert model.output.dtype == "float32"
         assert model.get_layer("preprocess_caffe_bgr_mean").compute_dtype == "float32"
         assert model.get_layer("backbone").layers[2].compute_dtype == "float16"
@@ -108,7 +109,7 @@ with socket.socket() as probe:
     port = probe.getsockname()[1]
 os.environ["TF_CONFIG"] = json.dumps({"cluster": {"worker": [f"127.0.0.1:{port}"]},
                                       "task": {"type": "worker", "index": 0}})
-from src.training.devices import configure_devices
+from skin_lesion.training.devices import configure_devices
 import tensorflow as tf
 setup = configure_devices("float32")
 described = setup.describe()
@@ -141,7 +142,7 @@ def test_the_recipes_load_their_notes_are_ignored_and_flags_undo_them():
 def test_boolean_settings_have_both_flags():
     import argparse
 
-    from src.training.config import add_train_arguments, given_settings
+    from skin_lesion.training.config import add_train_arguments, given_settings
 
     parser = argparse.ArgumentParser()
     add_train_arguments(parser)

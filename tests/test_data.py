@@ -6,9 +6,9 @@ import shutil
 
 import pytest
 
-from src.data.dataset import load_dataset
-from src.data.files import scan_folder
-from src.errors import DatasetError
+from skin_lesion.data.dataset import load_dataset
+from skin_lesion.data.files import scan_folder
+from skin_lesion.errors import DatasetError
 from tests.conftest import balanced_rows, make_kaggle_folder, write_image
 
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from src.data.download import (ARCHIVE_NAME, CredentialsError, fetch_ham10000,
+from skin_lesion.data.download import (ARCHIVE_NAME, CredentialsError, fetch_ham10000,
                                find_kaggle_credentials)
-from src.errors import DatasetError
+from skin_lesion.errors import DatasetError
 from tests.conftest import balanced_rows, make_kaggle_folder, run_script
 
 

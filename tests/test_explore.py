@@ -192,12 +192,13 @@ def test_a_split_of_other_data_is_refused(patchy_dataset, tmp_path):
 
 
 def test_every_figure_has_a_title_and_axis_labels(patchy_dataset, tmp_path):
-    from src.data.dataset import load_dataset
-    from src.data.explore import draw_figures, summarise, with_image_sizes
+    from skin_lesion.data.dataset import load_dataset
+    from skin_lesion.data.explore import draw_figures, summarise, with_image_sizes
+    from skin_lesion.data.ham10000 import HAM10000
 
     table = with_image_sizes(load_dataset(patchy_dataset).table)
     split = table.assign(split=[("train", "val", "test")[i % 3] for i in range(len(table))])
-    drawn = dict(draw_figures(table, summarise(table, split)))
+    drawn = dict(draw_figures(table, summarise(table, HAM10000, split), HAM10000))
     assert sorted(drawn) == sorted(FIGURES)
     for name, figure in drawn.items():
         axes = [axis for axis in figure.axes if axis.get_visible()]

@@ -6,9 +6,10 @@ import pandas as pd
 import pytest
 from sklearn import metrics
 
-from src.evaluation.evaluate import aggregate_lesions, evaluate_predictions
-from src.evaluation.threshold import candidate_table, point_for_sensitivity, tune_threshold
-from src.metrics import brier_score, cluster_bootstrap, expected_calibration_error, rates_at
+from skin_lesion.evaluation.evaluate import aggregate_lesions, evaluate_predictions
+from tests.conftest import BINARY_TASK, SEVEN_CLASS_TASK
+from skin_lesion.evaluation.threshold import candidate_table, point_for_sensitivity, tune_threshold
+from skin_lesion.metrics import brier_score, cluster_bootstrap, expected_calibration_error, rates_at
 
 
 def test_sweep_covers_grid_and_every_distinct_score():
@@ -74,7 +75,7 @@ def test_binary_metrics_match_scikit_learn():
     labels = rng.integers(0, 2, 300)
     score = np.clip(labels * 0.3 + rng.uniform(0, 0.7, 300), 0, 1)
     lesions = np.repeat(np.arange(150), 2)
-    result = evaluate_predictions(labels, score, lesions, "binary", {"tuned": 0.42, "0.5": 0.5}, samples=200)
+    result = evaluate_predictions(labels, score, lesions, BINARY_TASK, {"tuned": 0.42, "0.5": 0.5}, samples=200)
     binary = result["binary"]
     assert binary["roc_auc"]["value"] == pytest.approx(metrics.roc_auc_score(labels, score))
     assert binary["pr_auc"]["value"] == pytest.approx(metrics.average_precision_score(labels, score))
@@ -96,7 +97,7 @@ def test_multiclass_metrics_match_scikit_learn():
     labels = np.tile(np.arange(7), 30)
     logits = rng.normal(0, 1, (210, 7)) + np.eye(7)[labels] * 1.5
     probabilities = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
-    result = evaluate_predictions(labels, probabilities, np.arange(210), "multiclass", {"0.5": 0.5}, samples=100)
+    result = evaluate_predictions(labels, probabilities, np.arange(210), SEVEN_CLASS_TASK, {"0.5": 0.5}, samples=100)
     multi = result["multiclass"]
     assert multi["macro_roc_auc"]["value"] == pytest.approx(
         metrics.roc_auc_score(labels, probabilities, multi_class="ovr", average="macro"))
@@ -139,7 +140,7 @@ def test_rates_at_match_scikit_learn_and_are_nan_where_undefined():
 def test_no_bootstrap_samples_give_values_without_intervals():
     rng = np.random.default_rng(0)
     labels, scores = rng.integers(0, 2, 50), rng.uniform(0, 1, 50)
-    result = evaluate_predictions(labels, scores, np.arange(50), "binary", {"0.5": 0.5}, samples=0)
+    result = evaluate_predictions(labels, scores, np.arange(50), BINARY_TASK, {"0.5": 0.5}, samples=0)
     assert result["binary"]["roc_auc"]["ci95"] is None
     assert result["binary"]["roc_auc"]["value"] == pytest.approx(metrics.roc_auc_score(labels, scores))
 

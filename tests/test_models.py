@@ -8,16 +8,16 @@ import pandas as pd
 import pytest
 from sklearn.metrics import balanced_accuracy_score
 
-from src.data.metadata import MetadataEncoding
-from src.labels import malignant_of_labels, malignant_score
-from src.metrics import brier_score, expected_calibration_error
-from src.models.calibration import Calibration, fit_calibration
-from src.models.factory import SkinLesionCNN, unfreeze_top_layers
-from src.models.saved import ModelFileError, load_for_prediction, read_model_info, save_model
+from skin_lesion.data.metadata import MetadataEncoding
+from skin_lesion.metrics import brier_score, expected_calibration_error
+from skin_lesion.models.calibration import Calibration, fit_calibration
+from skin_lesion.models.factory import SkinLesionCNN, unfreeze_top_layers
+from skin_lesion.models.saved import ModelFileError, load_for_prediction, read_model_info, save_model
+from tests.conftest import BINARY_TASK, SEVEN_CLASS_TASK
 
 
 def test_metadata_model_has_two_named_inputs_and_uses_both(tmp_path):
-    model = SkinLesionCNN("simple_cnn", weights="none", img_size=32, metadata_features=5).build()
+    model = SkinLesionCNN("simple_cnn", BINARY_TASK, weights="none", img_size=32, metadata_features=5).build()
     assert sorted(tensor.name for tensor in model.inputs) == ["image", "metadata"]
     rng = np.random.default_rng(0)
     for variable in model.trainable_weights:  # untrained heads can be flat; make both branches bite
@@ -35,7 +35,7 @@ def test_metadata_model_has_two_named_inputs_and_uses_both(tmp_path):
 def test_saved_models_describe_themselves_and_compute_in_float32(tmp_path):
     keras.mixed_precision.set_global_policy("mixed_bfloat16")
     try:
-        model = SkinLesionCNN("simple_cnn", weights="none", img_size=32).build()
+        model = SkinLesionCNN("simple_cnn", BINARY_TASK, weights="none", img_size=32).build()
     finally:
         keras.mixed_precision.set_global_policy("float32")
     assert model.get_layer("backbone").layers[1].compute_dtype == "bfloat16"
@@ -57,7 +57,7 @@ def test_unloadable_model_files_are_named(tmp_path):
 
 
 def test_unfreezing_keeps_batch_norm_frozen_for_pretrained_backbones():
-    model = SkinLesionCNN("mobilenet_v2", weights="none", img_size=48).build()
+    model = SkinLesionCNN("mobilenet_v2", BINARY_TASK, weights="none", img_size=48).build()
     backbone = model.get_layer("backbone")
     assert unfreeze_top_layers(model, 20, freeze_batch_norm=True) > 0
     trainable = [layer for layer in backbone.layers if layer.trainable and layer.weights]
@@ -119,12 +119,12 @@ def test_bias_corrected_temperature_undoes_the_prior_shift_of_class_weights():
     labels = np.array([rng.choice(7, p=row) for row in truth])
     balanced = np.exp(2 * logits) / np.exp(2 * logits).sum(axis=1, keepdims=True)
     fit, test = slice(0, 3000), slice(3000, None)
-    malignant = malignant_of_labels(labels[test], "multiclass")
+    malignant = SEVEN_CLASS_TASK.malignant_of_labels(labels[test])
     errors = {}
     for method in ("temperature", "bias_temperature"):
         calibration = fit_calibration(labels[fit], balanced[fit], method)
         calibrated = calibration.apply(balanced[test])
-        errors[method] = expected_calibration_error(malignant, malignant_score(calibrated, "multiclass"))
+        errors[method] = expected_calibration_error(malignant, SEVEN_CLASS_TASK.malignant_score(calibrated))
     assert errors["bias_temperature"] < 0.03 < 0.1 < errors["temperature"]
     assert calibration.temperature == pytest.approx(2, rel=0.15)
     np.testing.assert_allclose(np.array(calibration.biases) - calibration.biases[5], log_prior - log_prior[5], atol=0.3)
@@ -135,7 +135,7 @@ def test_bias_corrected_temperature_undoes_the_prior_shift_of_class_weights():
     unweighted = fit_calibration(labels[fit], balanced[fit], "bias_temperature", balanced=False)
     assert unweighted.biases == calibration.biases and not unweighted.class_prior  # keeps its own argmax
     np.testing.assert_array_equal(unweighted.top_class(calibrated), calibrated.argmax(axis=1))
-    with pytest.raises(ValueError, match="bias_temperature is for 7-class"):
+    with pytest.raises(ValueError, match="bias_temperature is for multi-class"):
         fit_calibration(labels[fit] % 2, balanced[fit, 0], "bias_temperature")
 
 

@@ -82,21 +82,22 @@ def test_two_workers_train_one_model_into_one_run_folder(split_file, trained_run
 
     # The shared run trained the same settings in one process: its first epoch saw the same
     # batches from the same weights. Float sums over two workers differ in the last bits, which
-    # training amplifies, so the figures agree closely, not exactly, and only at first.
+    # training amplifies, so the figures agree closely, not exactly, and only at first (0.012
+    # apart on an AVX-512 BF16 CPU, whose oneDNN kernels sum in another order).
     single = pd.read_csv(trained_run.run / "logs/phase2.csv").iloc[0]
-    assert log["loss"][0] == pytest.approx(single["loss"], abs=0.01)
+    assert log["loss"][0] == pytest.approx(single["loss"], abs=0.025)
     assert log["val_loss"][0] == pytest.approx(single["val_loss"], abs=0.05)
 
 
 SHARDS = """
 import json, sys
 import numpy as np
-from src import cli
+from skin_lesion import cli
 cli.start_tensorflow()
 import tensorflow as tf
-from src.data.pipeline import load_split_images, make_dataset
-from src.data.split import read_split
-from src.training.devices import configure_devices
+from skin_lesion.data.pipeline import load_split_images, make_dataset
+from skin_lesion.data.split import read_split
+from skin_lesion.training.devices import configure_devices
 strategy = configure_devices("float32").strategy
 images = load_split_images(read_split(sys.argv[1]), "train", (16, 16), sys.argv[2])
 rows = np.arange(len(images.rows), dtype=np.float32)[:, None]
@@ -113,8 +114,8 @@ def test_each_global_batch_is_split_between_the_workers_without_overlap(split_fi
     outputs = [worker.communicate(timeout=300) for worker in workers]
     assert [worker.returncode for worker in workers] == [0, 0], outputs[1][1][-2000:]
     per_worker = [json.loads(stdout.strip().splitlines()[-1]) for stdout, _ in outputs]
-    from src.data.pipeline import load_split_images, make_dataset
-    from src.data.split import read_split
+    from skin_lesion.data.pipeline import load_split_images, make_dataset
+    from skin_lesion.data.split import read_split
 
     images = load_split_images(read_split(split_file), "train", (16, 16), tmp_path / "cache")
     rows = np.arange(len(images.rows), dtype=np.float32)[:, None]
@@ -129,11 +130,11 @@ def test_each_global_batch_is_split_between_the_workers_without_overlap(split_fi
 
 KILLED_WORKER = """
 import os, signal, sys, keras
-from src import cli
+from skin_lesion import cli
 cli.setup_logging()
 cli.start_tensorflow()
-from src.training.config import TrainConfig
-from src.training.trainer import train
+from skin_lesion.training.config import TrainConfig
+from skin_lesion.training.trainer import train
 
 class DieAfterEpoch1(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):

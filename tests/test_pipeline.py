@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from src.errors import DatasetError
-from src.data.images import decode_files, decoding_error
-from src.data.pipeline import Augmentation, load_or_build_cache, load_split_images, make_dataset
+from skin_lesion.errors import DatasetError
+from skin_lesion.data.images import decode_files, decoding_error
+from skin_lesion.data.pipeline import Augmentation, load_or_build_cache, load_split_images, make_dataset
 
 SIZE = (32, 48)
 
@@ -104,7 +104,7 @@ def test_augmentation_keeps_labels_aligned(tmp_path):
 
 
 def test_augmentation_is_deterministic_for_a_seed_and_changes_images(sample_dir, tmp_path):
-    from src.data.dataset import load_dataset
+    from skin_lesion.data.dataset import load_dataset
 
     table = load_dataset(sample_dir).table.iloc[:24].assign(split="train")
     images = load_split_images(table, "train", (64, 64), tmp_path / "c")

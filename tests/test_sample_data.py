@@ -5,7 +5,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from src.data.dataset import METADATA_COLUMNS, load_dataset
+from skin_lesion.data.dataset import METADATA_COLUMNS, load_dataset
 from tests.conftest import run_script
 
 

@@ -11,9 +11,9 @@ import optuna
 import pandas as pd
 import pytest
 
-from src.errors import ConfigError
-from src.training.config import TrainConfig
-from src.training.search import default_space, search_space
+from skin_lesion.errors import ConfigError
+from skin_lesion.training.config import TrainConfig
+from skin_lesion.training.search import default_space, search_space
 from tests.conftest import REPO, run_script
 
 BASE = ("--architecture", "simple_cnn", "--weights", "none", "--skip-phase1", "--epochs2", 1,
@@ -42,9 +42,9 @@ def test_the_space_follows_the_architecture_table_and_can_be_overridden(tmp_path
 
 KILLED_IN_TRIAL_2 = """
 import os, signal, sys, keras
-from src import cli
-from src.training.config import TrainConfig
-from src.training.search import run_search
+from skin_lesion import cli
+from skin_lesion.training.config import TrainConfig
+from skin_lesion.training.search import run_search
 
 class KillInTrial2(keras.callbacks.Callback):
     epochs = 0
@@ -103,9 +103,9 @@ def test_a_killed_search_resumes_keeps_its_finished_trial_and_its_best_settings_
 
 FORCED_PRUNING = """
 import sys, optuna
-from src import cli
-from src.training.config import TrainConfig
-from src.training.search import run_search
+from skin_lesion import cli
+from skin_lesion.training.config import TrainConfig
+from skin_lesion.training.search import run_search
 cli.setup_logging()
 run_search(TrainConfig(architecture="simple_cnn", weights="none", skip_phase1=True, epochs2=2, img_size=32,
                        batch_size=64, split_file=sys.argv[1], outputs_dir=sys.argv[2]),

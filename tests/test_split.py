@@ -7,10 +7,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from src.data.dataset import load_dataset
-from src.data.split import split_dataset
-from src.errors import DatasetError
-from tests.conftest import balanced_rows, make_kaggle_folder, run_script, write_image
+from skin_lesion.data.dataset import load_dataset
+from skin_lesion.data.split import split_dataset
+from skin_lesion.errors import DatasetError
+from tests.conftest import BINARY_TASK, SEVEN_CLASS_TASK, balanced_rows, make_kaggle_folder, run_script, write_image
 
 SPLITS = ("train", "val", "test")
 
@@ -46,7 +46,7 @@ def test_real_ham10000_split_acceptance(ham10000_dir, tmp_path):
 
 @pytest.mark.parametrize("seed", [0, 3, 11])
 def test_other_seeds_keep_class_shares(ham10000_dir, seed):
-    check_split_quality(split_dataset(load_dataset(ham10000_dir), "binary", seed=seed).table, 1.5)
+    check_split_quality(split_dataset(load_dataset(ham10000_dir), BINARY_TASK, seed=seed).table, 1.5)
 
 
 def test_split_script_on_sample_writes_table_and_summary(sample_dir, tmp_path):
@@ -93,7 +93,7 @@ def test_class_folders_keep_given_splits_and_carve_missing_ones(tmp_path):
             write_image(tmp_path / "cf" / "train" / dx.upper() / f"tr_{dx}_{i}.jpg")
         for i in range(4):
             write_image(tmp_path / "cf" / "test" / dx / f"te_{dx}_{i}.jpg")
-    table = split_dataset(load_dataset(tmp_path / "cf"), "binary").table
+    table = split_dataset(load_dataset(tmp_path / "cf"), BINARY_TASK).table
     assert (table.loc[table["image_id"].str.startswith("te_"), "split"] == "test").all()
     carved = table[table["image_id"].str.startswith("tr_")]
     assert set(carved["split"]) == {"train", "val"}
@@ -134,14 +134,14 @@ def test_data_without_malignant_lesions_is_refused_and_nothing_is_written(tmp_pa
 def test_multiclass_split_without_a_diagnosis_says_what_works(tmp_path):
     rows = [row for row in balanced_rows(10) if row[2] != "vasc"]
     with pytest.raises(DatasetError, match="none of vasc. Add images of them, or use --task binary"):
-        split_dataset(load_dataset(make_kaggle_folder(tmp_path / "ham", rows)), "multiclass")
-    assert len(split_dataset(load_dataset(tmp_path / "ham"), "binary").table) == len(rows)
+        split_dataset(load_dataset(make_kaggle_folder(tmp_path / "ham", rows)), SEVEN_CLASS_TASK)
+    assert len(split_dataset(load_dataset(tmp_path / "ham"), BINARY_TASK).table) == len(rows)
 
 
 def test_a_split_too_small_for_its_ratios_gets_advice_that_works(tmp_path):
     root = make_kaggle_folder(tmp_path / "ham", balanced_rows(3))
     with pytest.raises(DatasetError, match="--ratios 0.5 0.25 0.25") as error:
-        split_dataset(load_dataset(root), "binary")
+        split_dataset(load_dataset(root), BINARY_TASK)
     assert "change the ratios" not in str(error.value)
-    table = split_dataset(load_dataset(root), "binary", ratios=(0.34, 0.33, 0.33)).table
+    table = split_dataset(load_dataset(root), BINARY_TASK, ratios=(0.34, 0.33, 0.33)).table
     assert set(table["split"]) == {"train", "val", "test"}

@@ -159,7 +159,7 @@ def test_best_model_loads_in_a_fresh_process_and_predicts_raw_pixels(binary_run,
             f"model = keras.models.load_model({str(outputs / 'latest/models/mobilenet_v2_best.h5')!r})\n"
             f"p = model.predict(np.load({str(tmp_path / 'pixels.npy')!r}), verbose=0)\n"
             "assert p.shape == (1, 1) and 0 <= p[0, 0] <= 1, p\n"
-            "assert 'src' not in sys.modules\nprint('probability', float(p[0, 0]))\n")
+            "assert 'skin_lesion' not in sys.modules\nprint('probability', float(p[0, 0]))\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
                             env={"TF_CPP_MIN_LOG_LEVEL": "2", "PATH": "/usr/bin:/bin"})
     assert result.returncode == 0, result.stderr[-2000:]
@@ -208,9 +208,9 @@ def test_bad_config_key_and_bad_flags_are_refused(split_file, tmp_path):
 
 TRAIN_ONE = """
 import os, signal, sys, keras
-from src import cli
-from src.training.config import TrainConfig
-from src.training.trainer import train
+from skin_lesion import cli
+from skin_lesion.training.config import TrainConfig
+from skin_lesion.training.trainer import train
 
 class KillAfter(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
@@ -269,10 +269,10 @@ def test_a_killed_and_resumed_run_equals_the_uninterrupted_run_and_a_record_trai
 
 NAN_METRICS = """
 import sys, keras
-from src import cli
+from skin_lesion import cli
 keras.metrics.AUC.result = lambda self: keras.ops.convert_to_tensor(float("nan"))
-from src.training.config import TrainConfig
-from src.training.trainer import train
+from skin_lesion.training.config import TrainConfig
+from skin_lesion.training.trainer import train
 cli.setup_logging()
 train(TrainConfig(architecture="simple_cnn", weights="none", split_file=sys.argv[1], outputs_dir=sys.argv[2],
                   img_size=32, batch_size=64, skip_phase1=True, epochs2=2))
@@ -295,8 +295,8 @@ import json, sys
 import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-from src.training.config import TrainConfig
-from src.training.trainer import train
+from skin_lesion.training.config import TrainConfig
+from skin_lesion.training.trainer import train
 run = train(TrainConfig(architecture="simple_cnn", weights="none", split_file=sys.argv[1],
                         outputs_dir=sys.argv[2], img_size=48, epochs1=1, epochs2=1, batch_size=32),
             devices=["/cpu:0", "/cpu:1"])

@@ -1,2 +1,0 @@
-"""Evaluation: the operating point, test metrics, calibration, inference on new images and
-explanations."""

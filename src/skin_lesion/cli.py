@@ -1,0 +1,128 @@
+"""What every script shares: its parser, a quiet start, logging, and how errors are shown.
+
+Scripts build their parser from light modules only and import the rest inside ``main``, so
+``--help`` answers at once, without loading TensorFlow. Errors a user can fix
+(``skin_lesion.errors.UserError``) become one line that says what to do (exit code 2); any other
+exception is a bug and keeps its traceback. ``--debug`` shows tracebacks for every error,
+debug messages and what TensorFlow printed while it started.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from typing import Callable
+
+from skin_lesion import layout
+from skin_lesion.io_utils import stderr_captured
+from skin_lesion.errors import UserError
+
+log = logging.getLogger(__name__)
+
+
+class ConsoleFormatter(logging.Formatter):
+    """Information as plain lines; warnings and errors say so."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = super().format(record)
+        return message if record.levelno < logging.WARNING else f"{record.levelname.lower()}: {message}"
+
+
+class HideLegacyH5Notice(logging.Filter):
+    """Keras calls ``.h5`` legacy on every save; it is this project's portable model format."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "HDF5 file via `model.save()`" not in record.getMessage()
+
+
+def setup_logging(debug: bool = False) -> None:
+    """Log to stderr through one handler; Python warnings go the same way."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(ConsoleFormatter("%(message)s"))
+    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+    logging.captureWarnings(True)
+    logging.getLogger("absl").addFilter(HideLegacyH5Notice())
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)  # retracing notices and the like
+    if debug:
+        logging.getLogger("skin_lesion").setLevel(logging.DEBUG)
+
+
+def start_tensorflow(debug: bool = False) -> None:
+    """Import TensorFlow and probe its devices without the start-up noise."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    with stderr_captured() as capture:
+        import tensorflow as tf
+
+        tf.config.list_physical_devices("GPU")  # probes CUDA once ("failed call to cuInit")
+        capture.seek(0)
+        startup = capture.read().decode(errors="replace").strip()
+    if startup:
+        log.debug("TensorFlow start-up messages:\n%s", startup)
+
+
+def parser(description: str | None) -> argparse.ArgumentParser:
+    """A script's parser: its docstring as description, ``--debug`` for every script."""
+    result = argparse.ArgumentParser(description=description,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    result.add_argument("--debug", action="store_true",
+                        help="show tracebacks, debug messages and TensorFlow's start-up messages")
+    return result
+
+
+def add_run_arguments(arguments: argparse.ArgumentParser) -> None:
+    """``--run-dir`` and ``--outputs-dir``, for the steps that work on a trained run."""
+    arguments.add_argument("--run-dir", metavar="DIR",
+                           help="training run folder (default: <outputs-dir>/latest)")
+    arguments.add_argument("--outputs-dir", metavar="DIR", default=str(layout.OUTPUTS_DIR),
+                           help="where 'latest' is looked for (default: %(default)s)")
+
+
+def open_run(args: argparse.Namespace) -> layout.RunLayout:
+    return layout.open_run(args.run_dir, args.outputs_dir)
+
+
+def bounded_number(kind: type, low: float, high: float | None = None,
+                   low_inclusive: bool = True) -> Callable[[str], float]:
+    """An argparse ``type`` that checks a number's range and says which range it wants."""
+    above = f">= {low}" if low_inclusive else f"> {low}"
+    wanted = f"a number {above}" + (f" and <= {high}" if high is not None else "")
+
+    def convert(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {wanted}") from None
+        too_low = value < low if low_inclusive else value <= low
+        if too_low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"{text} is not {wanted}")
+        return value
+
+    convert.__name__ = kind.__name__
+    return convert
+
+
+positive_int = bounded_number(int, 1)
+non_negative_int = bounded_number(int, 0)
+unit_fraction = bounded_number(float, 0, 1, low_inclusive=False)
+
+
+def run(build_parser: Callable[[], argparse.ArgumentParser],
+        main: Callable[[argparse.Namespace], int | None], tensorflow: bool = True,
+        argv: list[str] | None = None) -> None:
+    """Parse the arguments, start quietly and run ``main``; exit 2 with one line on user errors."""
+    args = build_parser().parse_args(argv)
+    setup_logging(args.debug)
+    try:
+        if tensorflow:
+            start_tensorflow(args.debug)
+        code = main(args)
+    except UserError as error:
+        if args.debug:
+            raise
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+    sys.exit(code or 0)

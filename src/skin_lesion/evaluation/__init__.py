@@ -1,0 +1,1 @@
+"""Evaluation: the operating point, test metrics, the model card and the table of runs."""

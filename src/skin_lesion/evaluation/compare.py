@@ -1,0 +1,344 @@
+"""One table of every training run under an outputs folder, for ``scripts/compare_runs.py``.
+
+A run folder is any folder holding a ``training_config.json`` (``runs/<run>`` and the search
+trials in ``search/<study>/runs/<run>``). Each becomes one row built from the files the steps
+wrote: settings and status from the config, the best validation PR-AUC from the epoch logs,
+test results from ``test_metrics.json`` (image level, no TTA) and the tuned threshold. A folder
+that cannot be read completely is still listed, as ``broken: <why>``, so nothing is hidden.
+``runs.csv`` keeps full-precision numbers (interval bounds in ``_low``/``_high`` columns);
+the printed table and ``runs.md`` round them. This module imports no TensorFlow.
+"""
+from __future__ import annotations
+
+import math
+import os
+import re
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable
+
+import pandas as pd
+
+from skin_lesion import layout
+from skin_lesion.errors import ConfigError, MissingFileError
+from skin_lesion.io_utils import JSONReadError, read_json, write_text_atomic
+from skin_lesion.markdown import markdown_table
+from skin_lesion.tasks import BINARY, MULTICLASS
+
+#: Top-level keys every training_config.json has (``describe_run``), and those ``finish_run`` adds.
+REQUIRED_KEYS = ("architecture", "task", "settings", "status")
+COMPLETED_KEYS = ("best_epoch", "best", "training_seconds", "epochs_completed")
+#: Test metrics shown with their 95 % interval: (column, section, key in test_metrics.json).
+TEST_METRICS = (("test_roc_auc", BINARY, "roc_auc"), ("test_pr_auc", BINARY, "pr_auc"),
+                ("test_balanced_accuracy", MULTICLASS, "balanced_accuracy"),
+                ("test_macro_roc_auc", MULTICLASS, "macro_roc_auc"))
+COLUMNS = ["run", "study", "trial", "architecture", "task", "img_size", "epochs_planned",
+           "epochs_completed", "learning_rate_phase1", "learning_rate_phase2", "use_metadata",
+           "val_pr_auc", "best_epoch",
+           *[f"{name}{end}" for name, _, _ in TEST_METRICS[:2] for end in ("", "_low", "_high")],
+           "threshold",
+           *[f"{name}{end}" for name, _, _ in TEST_METRICS[2:] for end in ("", "_low", "_high")],
+           "training_seconds", "started", "status", "path"]
+INTEGER_COLUMNS = ["trial", "img_size", "epochs_planned", "epochs_completed", "best_epoch"]
+#: Sorted A-Z / low-high; every other column high-low (best metrics, newest runs first).
+ASCENDING = {"run", "study", "trial", "architecture", "task", "status", "path"}
+RUN_NAME_TIME = re.compile(r"^(\d{8}-\d{6})_")
+
+
+def find_runs(outputs_dir: Path) -> list[Path]:
+    """Every folder below ``outputs_dir`` holding a training_config.json, search trials included.
+
+    Walking (rather than globbing ``runs/*``) finds trials wherever the search puts them; run
+    folders are not searched further, hidden staging folders and the ``latest`` link are skipped.
+    """
+    outputs_dir = Path(outputs_dir)
+    if not outputs_dir.is_dir():
+        raise MissingFileError(f"No outputs folder at {outputs_dir}; pass --outputs-dir DIR, the "
+                               "folder 03_train.py wrote its runs/ into.")
+    found = []
+    for folder, subfolders, files in os.walk(outputs_dir):
+        if layout.CONFIG_FILE in files:
+            found.append(Path(folder))
+            subfolders.clear()
+        subfolders[:] = sorted(name for name in subfolders if not name.startswith("."))
+    return found
+
+
+def load_json(path: Path) -> tuple[Any, str | None]:
+    """(content, None), or (None, a short reason) so a bad file becomes a row's status, not a crash."""
+    try:
+        return read_json(path), None
+    except JSONReadError as error:
+        return None, f"{Path(path).name} {error.reason}"
+    except MissingFileError:
+        return None, f"{Path(path).name} missing"
+
+
+def number(value: Any) -> float | None:
+    """A JSON number as float; anything else (null, text, NaN) as None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+        return None
+    return float(value)
+
+
+def part(record: Any, key: str) -> dict:
+    """``record[key]`` if it is a JSON object, else empty: hand-edited files may hold anything."""
+    value = record.get(key) if isinstance(record, dict) else None
+    return value if isinstance(value, dict) else {}
+
+
+def string(value: Any) -> str | None:
+    """Text as is; anything else as None (a column of mixed types could not be sorted)."""
+    return value if isinstance(value, str) else None
+
+
+def integer(value: Any) -> int | None:
+    """A JSON whole number as int; anything else as None (so the column stays whole numbers)."""
+    return int(value) if number(value) is not None and float(value).is_integer() else None
+
+
+def read_history(run: layout.RunLayout, phases: list[int], required: bool) -> tuple[pd.DataFrame, list[str]]:
+    """Both phases' epoch logs (with the phase) and what was wrong with them.
+
+    A completed run must have the log of every phase it trained; a running one may not yet.
+    """
+    frames, problems = [], []
+    for phase in phases:
+        path = run.phase_log(phase)
+        name = path.relative_to(run.root).as_posix()
+        if not path.is_file():
+            if required:
+                problems.append(f"{name} missing")
+            continue
+        if not path.stat().st_size:
+            continue
+        try:
+            frame = pd.read_csv(path)
+        except (ValueError, OSError) as error:  # parser, empty-data and decoding errors are ValueErrors
+            problems.append(f"{name} unreadable ({error.__class__.__name__})")
+            continue
+        missing = [column for column in ("epoch", "seconds", "val_pr_auc") if column not in frame]
+        if missing:
+            problems.append(f"{name} lacks {', '.join(missing)}")
+            continue
+        frame = frame.assign(**{column: pd.to_numeric(frame[column], errors="coerce")
+                                for column in ("epoch", "seconds", "val_pr_auc")}, phase=phase)
+        if frame["epoch"].isna().any():
+            problems.append(f"{name} has epochs that are not numbers")
+            continue
+        frames.append(frame)
+    history = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    return history, problems
+
+
+def history_columns(history: pd.DataFrame) -> dict:
+    """Best validation PR-AUC and its epoch (counted over both phases, from 1), epochs and
+    seconds, by the trainer's rule (the best value; the last epoch if every value is NaN)."""
+    if history.empty:
+        return {}
+    scores = history["val_pr_auc"]
+    best = history.loc[scores.idxmax()] if scores.notna().any() else history.iloc[-1]
+    return {"val_pr_auc": number(float(best["val_pr_auc"])), "best_epoch": int(best["epoch"]), "epochs_completed": len(history),
+            "training_seconds": round(float(history["seconds"].sum()), 1)}
+
+
+def config_columns(config: dict) -> tuple[dict, list[str]]:
+    """Settings and record of a training_config.json, and the keys it lacks."""
+    missing = [key for key in REQUIRED_KEYS if key not in config]
+    if config.get("status") == "completed":
+        missing += [key for key in COMPLETED_KEYS if key not in config]
+    settings = part(config, "settings")
+    trained = [phase for phase in (1, 2) if not settings.get(f"skip_phase{phase}")]
+    planned = [settings.get(f"epochs{phase}") for phase in trained]
+    best, provenance, search = part(config, "best"), part(config, "provenance"), part(config, "search")
+    metadata = settings.get("use_metadata")
+    row = {"architecture": string(config.get("architecture")), "task": string(config.get("task")),
+           "img_size": integer(settings.get("img_size")),
+           "epochs_planned": sum(planned) if all(integer(e) is not None for e in planned) else None,
+           "learning_rate_phase1": number(settings.get("learning_rate")) if 1 in trained else None,
+           "learning_rate_phase2": number(settings.get("fine_tune_learning_rate")) if 2 in trained else None,
+           "use_metadata": metadata if isinstance(metadata, bool) else None,
+           "val_pr_auc": number(best.get("val_pr_auc")), "best_epoch": integer(config.get("best_epoch")),
+           "epochs_completed": integer(config.get("epochs_completed")),
+           "training_seconds": number(config.get("training_seconds")),
+           "started": string(provenance.get("started")),
+           "study": string(search.get("study")),
+           "trial": integer(search.get("trial"))}
+    problems = [f"training_config.json lacks {', '.join(missing)}"] if missing else []
+    if "settings" in config and not isinstance(config["settings"], dict):
+        problems.append("training_config.json: settings is not an object")
+    return row, problems
+
+
+def test_columns(metrics: Any) -> tuple[dict, list[str]]:
+    """Test ROC-AUC and PR-AUC (and the multiclass summary) with intervals, and the tuned threshold."""
+    if not part(metrics, BINARY):
+        return {}, [f"test_metrics.json lacks {BINARY}"]
+    row = {}
+    for column, section, key in TEST_METRICS:
+        entry = part(part(metrics, section), key)
+        interval = entry.get("ci95")
+        interval = interval if isinstance(interval, list) and len(interval) == 2 else [None, None]
+        row.update({column: number(entry.get("value")),
+                    f"{column}_low": number(interval[0]), f"{column}_high": number(interval[1])})
+    row["threshold"] = number(part(metrics, "thresholds").get("tuned"))
+    return row, []
+
+
+def started_from_name(name: str) -> str | None:
+    """The start time in a ``<time>_<arch>_<task>`` folder name, for runs whose config is unreadable."""
+    match = RUN_NAME_TIME.match(name)
+    if not match:
+        return None
+    try:
+        return datetime.strptime(match.group(1), "%Y%m%d-%H%M%S").isoformat(timespec="seconds")
+    except ValueError:
+        return None
+
+
+def run_row(path: Path, outputs_dir: Path | None = None) -> dict:
+    """One row of the table for one run folder; never raises for a broken or partial folder."""
+    path = Path(path)
+    relative = path.relative_to(outputs_dir) if outputs_dir else path
+    row: dict = {column: None for column in COLUMNS}
+    row.update(run=path.name, path=relative.as_posix(), started=started_from_name(path.name))
+    parts = relative.parts
+    if len(parts) >= 4 and parts[0] == "search" and parts[2] == "runs":
+        row["study"] = parts[1]  # a trial whose config carries no search tag
+    problems: list[str] = []
+    config, problem = load_json(layout.RunLayout(path, "").config)
+    if problem or not isinstance(config, dict):
+        problems.append(problem or "training_config.json is not a JSON object")
+        config = {}
+    else:
+        values, found = config_columns(config)
+        row.update({key: value for key, value in values.items() if value is not None})
+        problems += found
+    architecture = string(config.get("architecture")) or ""
+    run = layout.RunLayout(path, architecture)
+    status = config.get("status")
+    completed = status == "completed"
+    settings = part(config, "settings")
+    phases = [phase for phase in (1, 2) if not settings.get(f"skip_phase{phase}")]
+    history, found = read_history(run, phases, required=completed)
+    problems += found
+    row.update(history_columns(history))
+    if status == "running" and history.empty and not found:
+        row["epochs_completed"] = 0  # started, no epoch finished yet
+    if completed and architecture and not run.best_model.is_file():
+        problems.append(f"{run.best_model.relative_to(run.root).as_posix()} missing")
+    if run.threshold.is_file():
+        threshold, problem = load_json(run.threshold)
+        problems += [problem] if problem else []
+        row["threshold"] = number(threshold.get("threshold")) if isinstance(threshold, dict) else None
+    if run.test_metrics().is_file():
+        metrics, problem = load_json(run.test_metrics())
+        values, found = test_columns(metrics) if not problem else ({}, [problem])
+        row.update({key: value for key, value in values.items() if value is not None})
+        problems += found
+    if status not in (None, "completed", "running", "pruned"):
+        problems.append(f"unknown status {status!r}")
+    row["status"] = ("broken: " + "; ".join(problems) if problems
+                     else status if status in ("completed", "pruned") else "running or interrupted")
+    return row
+
+
+def sort_runs(table: pd.DataFrame, key: str = "started") -> pd.DataFrame:
+    """Sort by ``key`` (newest first among equals); missing values last."""
+    if key not in COLUMNS:
+        raise ConfigError(f"Cannot sort by {key!r}; choose one of: {', '.join(COLUMNS)}.")
+    ordered = table.sort_values("path").sort_values("started", ascending=False, na_position="last",
+                                                    kind="stable")
+    if key != "started":
+        ordered = ordered.sort_values(key, ascending=key in ASCENDING, na_position="last", kind="stable")
+    return ordered.reset_index(drop=True)
+
+
+def runs_table(outputs_dir: Path, sort: str = "started") -> pd.DataFrame:
+    """Every run below ``outputs_dir``, one row each, in the columns ``COLUMNS``."""
+    if sort not in COLUMNS:  # before reading anything
+        sort_runs(pd.DataFrame(columns=COLUMNS), sort)
+    rows = [run_row(path, Path(outputs_dir)) for path in find_runs(outputs_dir)]
+    table = pd.DataFrame(rows, columns=COLUMNS).astype({column: "Int64" for column in INTEGER_COLUMNS})
+    return sort_runs(table, sort)
+
+
+def fixed(digits: int) -> Callable[[Any], str]:
+    """A formatter for numbers with ``digits`` decimals; empty text for missing values."""
+    return lambda value: "" if value is None or pd.isna(value) else f"{value:.{digits}f}"
+
+
+def with_interval(row: pd.Series, column: str) -> str:
+    """``0.912 [0.890, 0.931]``, the value alone without an interval, empty when missing."""
+    value, low, high = (row[column], row[f"{column}_low"], row[f"{column}_high"])
+    if value is None or pd.isna(value):
+        return ""
+    three = fixed(3)
+    return three(value) + ("" if pd.isna(low) or pd.isna(high) else f" [{three(low)}, {three(high)}]")
+
+
+def duration(seconds: Any) -> str:
+    """Seconds as ``45s``, ``12m05s`` or ``3h07m``."""
+    if seconds is None or pd.isna(seconds):
+        return ""
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds // 60 % 60:02d}m"
+
+
+def text(value: Any) -> str:
+    return "" if value is None or (not isinstance(value, str) and pd.isna(value)) else str(value)
+
+
+def number_text(value: Any, style: str = "g") -> str:
+    return text(value) if not isinstance(value, (int, float)) or pd.isna(value) else f"{value:{style}}"
+
+
+#: Printed columns: header -> text of a row. Columns empty in every row are left out.
+DISPLAY: dict[str, Callable[[pd.Series], str]] = {
+    "run": lambda r: text(r["run"]),
+    "study": lambda r: text(r["study"]),
+    "trial": lambda r: number_text(r["trial"], ".0f"),
+    "arch": lambda r: text(r["architecture"]),
+    "task": lambda r: text(r["task"]),
+    "img": lambda r: number_text(r["img_size"], ".0f"),
+    "epochs": lambda r: ("" if pd.isna(r["epochs_completed"]) and pd.isna(r["epochs_planned"]) else
+                         "/".join(number_text(r[column], ".0f") or "?"
+                                  for column in ("epochs_completed", "epochs_planned"))),
+    "lr1": lambda r: number_text(r["learning_rate_phase1"]),
+    "lr2": lambda r: number_text(r["learning_rate_phase2"]),
+    "meta": lambda r: {True: "yes", False: "no"}.get(r["use_metadata"], text(r["use_metadata"])),
+    "val PR-AUC": lambda r: fixed(3)(r["val_pr_auc"]),
+    "best epoch": lambda r: number_text(r["best_epoch"], ".0f"),
+    "test ROC-AUC [95% CI]": lambda r: with_interval(r, "test_roc_auc"),
+    "test PR-AUC [95% CI]": lambda r: with_interval(r, "test_pr_auc"),
+    "threshold": lambda r: fixed(3)(r["threshold"]),
+    "bal. acc. [95% CI]": lambda r: with_interval(r, "test_balanced_accuracy"),
+    "macro AUC [95% CI]": lambda r: with_interval(r, "test_macro_roc_auc"),
+    "time": lambda r: duration(r["training_seconds"]),
+    "status": lambda r: text(r["status"]),
+}
+
+
+def display_table(table: pd.DataFrame) -> pd.DataFrame:
+    """The table as rounded text for people; columns without any value are dropped."""
+    shown = pd.DataFrame({header: [render(row) for _, row in table.iterrows()]
+                          for header, render in DISPLAY.items()}, columns=list(DISPLAY))
+    keep = [header for header in shown if header in ("run", "status") or (shown[header] != "").any()]
+    return shown[keep]
+
+
+def markdown(frame: pd.DataFrame) -> str:
+    """The printed table as Markdown."""
+    return markdown_table(frame.columns, frame.itertuples(index=False)) + "\n"
+
+
+def write_tables(table: pd.DataFrame, out_dir: Path) -> tuple[Path, Path]:
+    """``runs.csv`` (every column, full precision) and ``runs.md`` (the printed table), atomically."""
+    csv_path, md_path = Path(out_dir) / "runs.csv", Path(out_dir) / "runs.md"
+    write_text_atomic(csv_path, table.to_csv(index=False))
+    write_text_atomic(md_path, "# Training runs\n\n" + markdown(display_table(table)))
+    return csv_path, md_path

@@ -1,0 +1,242 @@
+"""A model card per run, written from the run's own files (never hand-edited numbers).
+
+The sections follow Mitchell et al., "Model Cards for Model Reporting" (FAT* 2019): model
+details, intended use, factors, metrics, evaluation and training data, quantitative analyses,
+ethical considerations and caveats. Every number comes from ``training_config.json``,
+``threshold.json``, ``calibration.json``, ``test_metrics.json`` and ``test_predictions.csv``;
+the fixed text states what HAM10000 can and cannot support, which holds for every run.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import pandas as pd
+
+from skin_lesion.data.ham10000 import task_of_record
+from skin_lesion.data.split import SPLITS
+from skin_lesion.defaults import UNTUNED_THRESHOLD
+from skin_lesion.io_utils import read_json, write_text_atomic
+from skin_lesion.layout import RunLayout, split_paths
+from skin_lesion.markdown import markdown_table
+from skin_lesion.tasks import BINARY, MULTICLASS, Task
+
+HAM10000_CITATION = (
+    "Tschandl P., Rosendahl C., Kittler H. The HAM10000 dataset, a large collection of "
+    "multi-source dermatoscopic images of common pigmented skin lesions. Sci. Data 5, 180161 "
+    "(2018). doi:10.1038/sdata.2018.161. Licence: CC BY-NC 4.0 (attribution, non-commercial).")
+
+INTENDED_USE = (
+    "A research tool for studying automated classification of dermoscopic images of pigmented "
+    "skin lesions: comparing methods, teaching, and exploring what a network attends to. "
+    "**It is not a medical device and must not be used to diagnose, triage or reassure "
+    "patients.** Out of scope: clinical (non-dermoscopic) photographs, lesions other than the "
+    "seven HAM10000 diagnoses, children and skin types under-represented in the training data.")
+
+FACTORS = (
+    "HAM10000 was collected at two sites (Vienna, Austria, and Queensland, Australia) with a "
+    "few dermoscope models; patients are predominantly of light skin types (the dataset records "
+    "no skin type). Performance on darker skin, other devices and other populations is unknown. "
+    "More than half of the diagnoses are confirmed by histopathology, most nevi by follow-up or "
+    "expert consensus. Age, sex and site differ by diagnosis (see `scripts/explore_data.py`), so "
+    "a model may learn them as shortcuts")
+
+
+@dataclass
+class RunRecords:
+    """The files of an evaluated run that the card is written from."""
+
+    run: RunLayout
+    config: dict
+    metrics: dict
+    threshold: dict | None
+    calibration: dict
+    predictions: pd.DataFrame
+
+    @classmethod
+    def read(cls, run: RunLayout) -> "RunRecords":
+        optional = {path: read_json(path) if path.is_file() else None for path in (run.threshold, run.calibration)}
+        return cls(run, read_json(run.config, "Training config"), read_json(run.test_metrics(), "Test metrics"),
+                   optional[run.threshold], optional[run.calibration] or {}, pd.read_csv(run.test_predictions()))
+
+    @property
+    def task(self) -> Task:
+        return task_of_record(self.config, str(self.run.config))
+
+    @property
+    def point(self) -> str:
+        """The operating point reported: the tuned threshold, or the untuned one."""
+        return "tuned" if "tuned" in self.metrics["thresholds"] else f"{UNTUNED_THRESHOLD}"
+
+    @property
+    def pretrained(self) -> bool:
+        return self.config["settings"]["weights"] not in ("none", None)
+
+
+def value_with_interval(entry: dict | None) -> str:
+    """``0.912 (95 % CI 0.890-0.931)``; ``n/a`` where undefined."""
+    if not entry or entry.get("value") is None:
+        return "n/a"
+    interval = entry.get("ci95")
+    return f"{entry['value']:.3f}" + (f" (95 % CI {interval[0]:.3f}-{interval[1]:.3f})" if interval else "")
+
+
+def output_description(task: Task) -> str:
+    """What the model outputs, naming the malignant diagnoses."""
+    malignant = task.label_space.malignant_codes
+    if task.is_binary:
+        return f"probability of malignancy ({', '.join(malignant)})"
+    return (f"probabilities of the {len(task.classes)} diagnoses; malignant score = "
+            f"{' + '.join(malignant)}")
+
+
+def details(records: RunRecords) -> str:
+    config, settings = records.config, records.config["settings"]
+    git = (config.get("provenance") or {}).get("git") or {}
+    devices = config["devices"]
+    hardware = f"{devices['cpu_count']} CPU core(s)" + (f", {len(devices['gpus'])} GPU(s)" if devices["gpus"] else "")
+    rows = [
+        ["architecture", f"{config['architecture']} "
+                         f"({'ImageNet-pretrained' if records.pretrained else 'trained from scratch'})"],
+        ["task", f"{records.task.kind}: {', '.join(records.task.classes)}"],
+        ["input", f"RGB dermoscopic image, {settings['img_size']}x{settings['img_size']} pixels"
+                  + (", with age, sex and lesion site" if config.get("metadata_encoding") else "")],
+        ["output", output_description(records.task)],
+        ["model file", f"`{records.run.best_model.relative_to(records.run.root)}` "
+                       f"(best validation epoch, {config.get('best_epoch')})"],
+        ["training", f"{config.get('epochs_completed')} epochs, {settings['schedule']} learning rate, "
+                     f"batch {settings['batch_size']}, label smoothing {settings['label_smoothing']}, "
+                     f"class weighting {'on' if settings['class_weighting'] else 'off'}; "
+                     f"{config.get('training_seconds', 0) / 60:.0f} min on {hardware}"],
+        ["code", f"git commit `{git.get('commit', 'unknown')[:12]}`"
+                 + (" (with uncommitted changes)" if git.get("uncommitted_changes") else "")],
+        ["licence", "code MIT; trained on HAM10000 (CC BY-NC 4.0): non-commercial use only"],
+    ]
+    return "## Model details\n\n" + markdown_table(["", ""], rows)
+
+
+def metrics_section(records: RunRecords) -> str:
+    metrics, point = records.metrics, records.point
+    binary = metrics[BINARY]
+    where = (f"the threshold tuned on validation data for {records.threshold['target_sensitivity']:.0%} "
+             f"sensitivity ({metrics['thresholds']['tuned']:.3f})" if point == "tuned"
+             else f"the untuned threshold {UNTUNED_THRESHOLD}")
+    rows = [[name, value_with_interval(binary.get(key))] for name, key in (
+        ("ROC-AUC", "roc_auc"), ("PR-AUC (average precision)", "pr_auc"),
+        ("sensitivity", f"sensitivity@{point}"), ("specificity", f"specificity@{point}"),
+        ("PPV", f"ppv@{point}"), ("NPV", f"npv@{point}"), ("balanced accuracy", f"balanced_accuracy@{point}"))]
+    if MULTICLASS in metrics:
+        rows += [[f"{len(records.task.classes)}-class {name}", value_with_interval(metrics[MULTICLASS][key])]
+                 for name, key in (("balanced accuracy", "balanced_accuracy"), ("macro ROC-AUC", "macro_roc_auc"))]
+    quality = metrics["calibration"]
+    calibration_rows = [[name, f"{quality[key]['malignant_score_ece']:.3f}", f"{quality[key]['malignant_score_brier']:.3f}"]
+                        for name, key in (("before calibration", "uncalibrated"), ("after calibration", "calibrated"))]
+    return "\n\n".join([
+        "## Metrics",
+        f"On the held-out test split ({metrics['images']} images of {metrics['lesions']} lesions; "
+        f"{metrics['cases']} {metrics['level']}s scored, {metrics['malignant']} malignant), at {where}. "
+        f"Intervals resample lesions ({metrics['bootstrap_samples']} bootstrap samples).",
+        markdown_table(["metric", "test value"], rows),
+        f"### Calibration\n\nMethod: {records.calibration.get('method', 'none')}, fitted on the validation "
+        "split. The malignant score on the test split:",
+        markdown_table(["", "expected calibration error", "Brier score"], calibration_rows),
+    ])
+
+
+def data_sections(records: RunRecords) -> str:
+    config, metrics = records.config, records.metrics
+    split_file = Path(config["split_file"])
+    summary_file = split_paths(split_file.parent)[1]
+    parts = ["## Evaluation data",
+             f"The test split of `{metrics['split_file']}`: lesions never seen in training or threshold "
+             "tuning, read once." + (f" {len(metrics['excluded_images'])} undecodable image(s) excluded."
+                                     if metrics["excluded_images"] else ""),
+             "## Training data",
+             f"Split file `{split_file}` (SHA-256 `{config['split_sha256'][:16]}…`), lesion-level: all "
+             "images of a lesion are in one split, stratified by diagnosis."]
+    if summary_file.is_file():
+        summary = read_json(summary_file, "Split summary")
+        parts.append(markdown_table(["split", "images", "lesions", "malignant"],
+                                    [[name, part["images"], part["lesions"], f"{100 * part['positive_ratio']:.1f} %"]
+                                     for name, part in ((name, summary["splits"][name]) for name in SPLITS)]))
+        if summary.get("train_only_diagnoses"):
+            parts.append(f"Kept in training only (too few lesions): {', '.join(summary['train_only_diagnoses'])}.")
+    if config.get("class_weights"):
+        parts.append("Class weights: " + ", ".join(f"{name} {weight:.3f}" for name, weight in config["class_weights"].items()) + ".")
+    return "\n\n".join(parts)
+
+
+def per_diagnosis_rates(records: RunRecords) -> list[list]:
+    """For each diagnosis in the test split: images, and the share called malignant (the
+    sensitivity for malignant diagnoses, 1 - specificity for benign ones)."""
+    predictions, column = records.predictions, f"malignant@{records.point}"
+    space = records.task.label_space
+    rows = []
+    for dx in space.codes:
+        part = predictions[predictions["dx"] == dx]
+        meaning = "detected (sensitivity)" if dx in space.malignant else "false alarms (1 - specificity)"
+        rows.append([dx, space.display_name(dx), len(part),
+                     f"{part[column].mean():.3f}" if len(part) else "n/a", meaning if len(part) else "no test images"])
+    return rows
+
+
+def analyses_section(records: RunRecords) -> str:
+    parts = ["## Quantitative analyses: where it fails",
+             "Share of each diagnosis' test images called malignant at the operating point:",
+             markdown_table(["dx", "diagnosis", "test images", "called malignant", "meaning"],
+                            per_diagnosis_rates(records))]
+    if "per_class" in records.metrics:
+        report = records.metrics["per_class"]
+        decision = " (the class most probable relative to its prevalence)" if records.calibration.get("class_prior") else ""
+        parts += [f"Per-class results of the top class{decision}:",
+                  markdown_table(["dx", "precision", "recall", "F1", "test images"],
+                                 [[dx, f"{report[dx]['precision']:.3f}", f"{report[dx]['recall']:.3f}",
+                                   f"{report[dx]['f1-score']:.3f}", int(report[dx]["support"])]
+                                  for dx in records.task.classes])]
+    return "\n\n".join(parts)
+
+
+def caveats(records: RunRecords) -> str:
+    space = records.task.label_space
+    detected = [row for row in per_diagnosis_rates(records) if row[0] in space.malignant and row[3] != "n/a"]
+    weakest = min(detected, key=lambda row: float(row[3]), default=None)
+    lines = [
+        "The classes are imbalanced (nevi are about two thirds of HAM10000); class weights and "
+        "calibration correct the scores on average, not for every subgroup.",
+        (f"Of the malignant diagnoses, {weakest[0]} ({space.display_name(weakest[0])}) is detected least "
+         f"often ({weakest[3]}): missed cancers are the costliest error." if weakest
+         else "The test split has no malignant images to analyse."),
+        (f"The network was trained from scratch on {records.config['images']['train']:,} images; "
+         "ImageNet-pretrained backbones are expected to do better." if not records.pretrained
+         else "The backbone starts from ImageNet weights, learned on natural photographs, not skin."),
+        "Test figures come from one lesion-level split of one dataset; an external test set (other "
+        "hospitals, devices, populations) is needed before any claim of generality.",
+        "Grad-CAM maps (`scripts/07_explain.py`) show where the network looked, not why; they are "
+        "coarse at low resolution.",
+    ]
+    return "## Ethical considerations and caveats\n\n" + "\n".join(f"* {line}" for line in lines)
+
+
+def model_card(run: RunLayout) -> str:
+    """The Markdown model card of an evaluated run."""
+    records = RunRecords.read(run)
+    uses_metadata = bool(records.config.get("metadata_encoding"))
+    return "\n\n".join([
+        f"# Model card: {run.root.name}",
+        f"Generated {date.today().isoformat()} by `scripts/05_evaluate.py` from the run's files; "
+        "regenerate it rather than edit it.",
+        details(records),
+        "## Intended use\n\n" + INTENDED_USE,
+        "## Factors\n\n" + FACTORS + (": this model takes them as inputs." if uses_metadata else "."),
+        metrics_section(records),
+        data_sections(records),
+        analyses_section(records),
+        caveats(records),
+        "## Citation\n\n" + HAM10000_CITATION,
+    ]) + "\n"
+
+
+def write_model_card(run: RunLayout) -> Path:
+    write_text_atomic(run.model_card, model_card(run))
+    return run.model_card

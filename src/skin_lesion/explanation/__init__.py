@@ -1,0 +1,1 @@
+"""Explanations: Grad-CAM and saliency maps, and the figures of explained images."""

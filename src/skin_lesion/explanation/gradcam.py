@@ -1,0 +1,171 @@
+"""Where the model looked: Grad-CAM and saliency maps from a saved model alone.
+
+``gradcam(model, images) -> heatmaps`` works for every architecture of the table and for
+copied ``.h5`` files. The backbone is a nested model, and ``model.get_layer('backbone').output``
+is not reachable from the outer model's graph (a known Keras pitfall); instead the model's own
+layers are called again on fresh inputs (``keras.models.clone_model`` with the layers reused, so
+the weights are the same), recording the backbone's output — the last convolutional feature
+map, since backbones are built without their top — and the input of the output layer. The class
+score is the output layer's logit (before the sigmoid or softmax), so saturated probabilities
+still give gradients. Models without a ``backbone`` layer use their last 4-D layer output.
+
+Heatmaps are in [0, 1] per image, at the input size; mixed-precision models are explained in
+float32.
+"""
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass
+
+import cv2
+import keras
+import numpy as np
+import tensorflow as tf
+
+from skin_lesion.model_io import BACKBONE, IMAGE_INPUT, METADATA_INPUT, OUTPUT_LAYER
+from skin_lesion.models.saved import ModelFileError
+
+METHODS = ("gradcam", "saliency")
+
+
+@dataclass
+class GradientModel:
+    """The model rewired to also return its feature map and the output layer's input."""
+
+    model: keras.Model  # inputs -> [feature map, input of the output layer]
+    output_layer: keras.layers.Layer
+
+    def logits(self, penultimate: tf.Tensor) -> tf.Tensor:
+        """The output layer's pre-activation (class scores before sigmoid/softmax)."""
+        layer = self.output_layer
+        return tf.matmul(tf.cast(penultimate, tf.float32), tf.cast(layer.kernel, tf.float32)) + \
+            tf.cast(layer.bias, tf.float32)
+
+
+#: Rewiring takes as long as building the model; a model explained again reuses its rewiring.
+_REWIRED: "weakref.WeakKeyDictionary[keras.Model, GradientModel]" = weakref.WeakKeyDictionary()
+
+
+def gradient_model(model: keras.Model) -> GradientModel:
+    """Rewire ``model`` for Grad-CAM without touching its weights (once per model)."""
+    if model not in _REWIRED:
+        _REWIRED[model] = rewire(model)
+    return _REWIRED[model]
+
+
+def rewire(model: keras.Model) -> GradientModel:
+    names = {layer.name for layer in model.layers}
+    if BACKBONE not in names or OUTPUT_LAYER not in names:
+        return flat_gradient_model(model)
+    captured = {}
+
+    def call(layer, *args, **kwargs):
+        if layer.name == OUTPUT_LAYER:
+            captured["penultimate"] = args[0]
+        outputs = layer(*args, **kwargs)
+        if layer.name == BACKBONE:
+            captured["features"] = outputs
+        return outputs
+
+    clone = keras.models.clone_model(model, clone_function=lambda layer: layer, call_function=call)
+    return GradientModel(keras.Model(clone.inputs, [captured["features"], captured["penultimate"]]),
+                         model.get_layer(OUTPUT_LAYER))
+
+
+def has_spatial_output(layer: keras.layers.Layer) -> bool:
+    try:
+        return len(layer.output.shape) == 4 and not isinstance(layer, keras.layers.InputLayer)
+    except (AttributeError, ValueError):  # layers with several outputs or never called
+        return False
+
+
+def flat_gradient_model(model: keras.Model) -> GradientModel:
+    """For models built elsewhere: the last layer with a 4-D output is the feature map."""
+    spatial = [layer for layer in model.layers if has_spatial_output(layer)]
+    dense = model.layers[-1]
+    if not spatial or not isinstance(dense, keras.layers.Dense):
+        raise ModelFileError(f"Model {model.name} has no convolutional feature map followed by a dense output "
+                             "layer, which Grad-CAM needs; use --method saliency, which works for any model.")
+    return GradientModel(keras.Model(model.inputs, [spatial[-1].output, dense.input]), dense)
+
+
+def target_logits(gradients: GradientModel, inputs, class_index: np.ndarray | None):
+    """Feature maps and, per image, the logit of the class to explain.
+
+    Binary models: the malignant logit, negated where ``class_index`` is 0 (benign evidence).
+    7-class models: the logit of ``class_index`` (default: the top class).
+    """
+    features, penultimate = gradients.model(inputs, training=False)
+    logits = gradients.logits(penultimate)
+    if logits.shape[-1] == 1:
+        sign = 1.0 if class_index is None else tf.constant(np.where(np.asarray(class_index) == 0, -1.0, 1.0),
+                                                           tf.float32)
+        return features, logits[:, 0] * sign
+    chosen = tf.argmax(logits, axis=1) if class_index is None else tf.constant(class_index, tf.int64)
+    return features, tf.gather(logits, chosen, axis=1, batch_dims=1)
+
+
+def gradcam(model: keras.Model, images: np.ndarray, metadata: np.ndarray | None = None,
+            class_index: np.ndarray | None = None) -> np.ndarray:
+    """Grad-CAM heatmaps (n, height, width) in [0, 1] for uint8/float RGB ``images``.
+
+    Each feature-map channel is weighted by the mean gradient of the class logit over the map;
+    the ReLU of the weighted sum is upsampled to the input size and scaled to a maximum of 1.
+    """
+    gradients = gradient_model(model)
+    inputs = model_inputs(model, images, metadata)
+    with tf.GradientTape() as tape:
+        tape.watch(tf.nest.flatten(inputs))  # a feature map after weightless layers only is tracked too
+        features, score = target_logits(gradients, inputs, class_index)
+    grads = tf.cast(tape.gradient(score, features), tf.float32)
+    features = tf.cast(features, tf.float32)
+    weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
+    maps = tf.nn.relu(tf.reduce_sum(weights * features, axis=-1)).numpy()
+    size = np.asarray(images).shape[1:3]
+    return normalise(np.stack([cv2.resize(m, size[::-1], interpolation=cv2.INTER_LINEAR) for m in maps]))
+
+
+def saliency(model: keras.Model, images: np.ndarray, metadata: np.ndarray | None = None,
+             class_index: np.ndarray | None = None) -> np.ndarray:
+    """Vanilla gradient saliency (n, height, width) in [0, 1]: |d class logit / d pixel|, the
+    maximum over colour channels, lightly smoothed."""
+    gradients = gradient_model(model)
+    pixels = tf.convert_to_tensor(np.asarray(images, np.float32))
+    with tf.GradientTape() as tape:
+        tape.watch(pixels)
+        _, score = target_logits(gradients, model_inputs(model, pixels, metadata), class_index)
+    grads = tf.reduce_max(tf.abs(tape.gradient(score, pixels)), axis=-1).numpy()
+    return normalise(np.stack([cv2.GaussianBlur(g, (0, 0), sigmaX=max(g.shape) / 64) for g in grads]))
+
+
+def model_inputs(model: keras.Model, images, metadata: np.ndarray | None):
+    images = tf.cast(images, tf.float32)
+    if len(model.inputs) == 1:
+        return images
+    if metadata is None:
+        raise ValueError("This model has a metadata input: pass the encoded metadata.")
+    return {IMAGE_INPUT: images, METADATA_INPUT: tf.convert_to_tensor(metadata, tf.float32)}
+
+
+def normalise(maps: np.ndarray) -> np.ndarray:
+    """Scale each map to a maximum of 1 (all-zero maps stay zero)."""
+    peaks = maps.reshape(len(maps), -1).max(axis=1)
+    return (maps / np.where(peaks > 0, peaks, 1)[:, None, None]).astype(np.float32)
+
+
+def explain(model: keras.Model, images: np.ndarray, method: str = "gradcam",
+            metadata: np.ndarray | None = None, class_index: np.ndarray | None = None) -> np.ndarray:
+    """Heatmaps by ``method`` (``gradcam`` or ``saliency``)."""
+    if method not in METHODS:
+        raise ValueError(f"Unknown explanation method {method!r}; choose one of {', '.join(METHODS)}.")
+    return (gradcam if method == "gradcam" else saliency)(model, images, metadata, class_index)
+
+
+def overlay(image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.6) -> np.ndarray:
+    """The heatmap (jet colours) over an RGB uint8 image of any size, opaque in proportion
+    to the heat, so that where the model did not look the image shows as it is."""
+    height, width = image.shape[:2]
+    heat = cv2.resize(heatmap, (width, height), interpolation=cv2.INTER_LINEAR)
+    colours = cv2.applyColorMap(np.uint8(255 * heat), cv2.COLORMAP_JET)[..., ::-1]
+    weight = (alpha * heat)[..., None]
+    return np.uint8(np.clip((1 - weight) * image + weight * colours, 0, 255))

@@ -1,0 +1,248 @@
+"""One home for where things live on disk: data folders, the outputs folder and run folders.
+
+Every script takes its defaults from here and no other module builds a path of its own, so a
+run folder always has the same shape and the later steps find what the earlier ones wrote.
+
+```
+outputs/
+  split/split.csv, split_summary.json      02_prepare_split.py
+  cache/                                   decoded images, one .npy per split and size
+  runs/<time>_<arch>_<task>/               one training run (RunLayout)
+  latest -> runs/...                       the last completed run
+```
+"""
+from __future__ import annotations
+
+import os
+from datetime import datetime
+from pathlib import Path
+
+from skin_lesion.errors import MissingFileError
+from skin_lesion.io_utils import read_json
+
+DATA_DIR = Path("data")
+HAM10000_DIR = DATA_DIR / "HAM10000"
+SAMPLE_DIR = DATA_DIR / "sample"
+OUTPUTS_DIR = Path("outputs")
+
+SPLIT_FILE = "split.csv"
+SPLIT_SUMMARY_FILE = "split_summary.json"
+CONFIG_FILE = "training_config.json"
+#: What travels with a model file: its calibration map and its tuned threshold.
+CALIBRATION_FILE = "calibration.json"
+THRESHOLD_FILE = "threshold.json"
+PREDICTIONS_FILE = "predictions.csv"
+EXPLAIN_DIR = "explain"
+
+
+def split_paths(split_dir: Path) -> tuple[Path, Path]:
+    """The split table and its JSON summary inside ``split_dir``."""
+    split_dir = Path(split_dir)
+    return split_dir / SPLIT_FILE, split_dir / SPLIT_SUMMARY_FILE
+
+
+class RunLayout:
+    """The files of one training run folder, ``outputs/runs/<time>_<arch>_<task>/``.
+
+    Training writes the model, the configuration, the validation probabilities, logs and
+    plots; tune_threshold, evaluate, infer and explain add their results beside them.
+    """
+
+    def __init__(self, root: Path, architecture: str):
+        self.root = Path(root)
+        self.architecture = architecture
+
+    # --- what training writes
+    @property
+    def best_model(self) -> Path:
+        """The model of the best validation epoch: the run's model."""
+        return self.root / "models" / f"{self.architecture}_best.h5"
+
+    @property
+    def config(self) -> Path:
+        return self.root / CONFIG_FILE
+
+    @property
+    def run_log(self) -> Path:
+        """Everything the console showed, with times."""
+        return self.root / "run.log"
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def state(self) -> Path:
+        """Which phases are complete, for --resume."""
+        return self.checkpoints_dir / "state.json"
+
+    def backup_dir(self, phase: int) -> Path:
+        """Keras BackupAndRestore's folder for a phase (weights, optimizer and epoch)."""
+        return self.checkpoints_dir / f"phase{phase}_backup"
+
+    def callback_state(self, phase: int) -> Path:
+        """Early-stopping and learning-rate counters per epoch, for --resume."""
+        return self.checkpoints_dir / f"phase{phase}_callbacks.json"
+
+    def phase_end_weights(self, phase: int) -> Path:
+        return self.checkpoints_dir / f"phase{phase}_end.weights.h5"
+
+    def phase_log(self, phase: int) -> Path:
+        return self.root / "logs" / f"phase{phase}.csv"
+
+    @property
+    def tensorboard_dir(self) -> Path:
+        return self.root / "logs" / "tensorboard"
+
+    @property
+    def val_probs(self) -> Path:
+        return self.root / "val_probs.npz"
+
+    @property
+    def calibration(self) -> Path:
+        return self.root / CALIBRATION_FILE
+
+    @property
+    def metadata_encoding(self) -> Path:
+        return self.root / "metadata_encoding.json"
+
+    # --- what the later steps write
+    @property
+    def threshold(self) -> Path:
+        return self.root / THRESHOLD_FILE
+
+    def test_metrics(self, tag: str = "") -> Path:
+        """``tag`` tells evaluation variants apart (``_lesion``, ``_tta``), so none overwrites another."""
+        return self.root / f"test_metrics{tag}.json"
+
+    def test_predictions(self, tag: str = "") -> Path:
+        return self.root / f"test_predictions{tag}.csv"
+
+    @property
+    def predictions(self) -> Path:
+        return self.root / PREDICTIONS_FILE
+
+    @property
+    def model_card(self) -> Path:
+        return self.root / "model_card.md"
+
+    @property
+    def explain_dir(self) -> Path:
+        return self.root / EXPLAIN_DIR
+
+    # --- figures
+    @property
+    def plots_dir(self) -> Path:
+        return self.root / "plots"
+
+    def plot(self, name: str) -> Path:
+        """``plots/<name>.png``: training_history, roc_validation, threshold_sweep ..."""
+        return self.plots_dir / f"{name}.png"
+
+    def test_plot(self, name: str, tag: str = "") -> Path:
+        return self.plot(f"test_{name}{tag}")
+
+
+class ModelFileLayout:
+    """A model file copied out of its run, and the files that go with it.
+
+    ``calibration.json`` and ``threshold.json`` are looked for beside the model, then one
+    folder up (a run's ``models/`` folder); results for it are written beside it.
+    """
+
+    def __init__(self, model_file: Path):
+        self.model_file = Path(model_file)
+
+    def found(self, name: str) -> Path | None:
+        """``name`` beside the model file or one folder up, where it exists."""
+        for folder in (self.model_file.parent, self.model_file.parent.parent):
+            if (folder / name).is_file():
+                return folder / name
+        return None
+
+    @property
+    def calibration(self) -> Path | None:
+        return self.found(CALIBRATION_FILE)
+
+    @property
+    def threshold(self) -> Path | None:
+        return self.found(THRESHOLD_FILE)
+
+    @property
+    def sources(self) -> list[Path]:
+        """The model and the files it is used with (where they would be, when absent)."""
+        return [self.model_file, *(self.found(name) or self.model_file.parent / name
+                                   for name in (CALIBRATION_FILE, THRESHOLD_FILE))]
+
+    @property
+    def predictions(self) -> Path:
+        return self.model_file.with_name(PREDICTIONS_FILE)
+
+    @property
+    def explain_dir(self) -> Path:
+        return self.model_file.parent / EXPLAIN_DIR
+
+
+class OutputsLayout:
+    """The outputs folder: the split, the image cache, the runs and the ``latest`` link."""
+
+    def __init__(self, root: Path = OUTPUTS_DIR):
+        self.root = Path(root)
+
+    @property
+    def split_dir(self) -> Path:
+        return self.root / "split"
+
+    @property
+    def split_file(self) -> Path:
+        return split_paths(self.split_dir)[0]
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.root / "cache"
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.root / "runs"
+
+    @property
+    def latest(self) -> Path:
+        return self.root / "latest"
+
+    def search_dir(self, study: str) -> Path:
+        return self.root / "search" / study
+
+    def new_run(self, architecture: str, task: str) -> RunLayout:
+        """A fresh ``runs/<time>_<arch>_<task>`` folder; never reuses an existing one."""
+        self.runs_dir.mkdir(parents=True, exist_ok=True)
+        stem = f"{datetime.now():%Y%m%d-%H%M%S}_{architecture}_{task}"
+        for attempt in range(1, 1000):
+            root = self.runs_dir / (stem if attempt == 1 else f"{stem}_{attempt}")
+            try:
+                root.mkdir()
+                return RunLayout(root, architecture)
+            except FileExistsError:
+                continue
+        raise RuntimeError(f"Could not create a new run folder under {self.runs_dir}.")
+
+    def point_latest_at(self, run: RunLayout) -> None:
+        """Make ``latest`` a relative symlink to ``run`` (replaced atomically)."""
+        target = os.path.relpath(run.root.resolve(), self.root.resolve())
+        partial = self.latest.with_name(f".{self.latest.name}.partial")
+        if partial.is_symlink() or partial.exists():
+            partial.unlink()
+        partial.symlink_to(target)
+        os.replace(partial, self.latest)
+
+
+def open_run(run_dir: Path | None, outputs_dir: Path = OUTPUTS_DIR) -> RunLayout:
+    """The layout of an existing run: ``run_dir``, or the one ``outputs/latest`` points to."""
+    root = Path(run_dir) if run_dir else OutputsLayout(outputs_dir).latest
+    config = root / CONFIG_FILE
+    if not config.is_file():
+        where = f"--run-dir {run_dir}" if run_dir else f"{root} (the latest completed run)"
+        raise MissingFileError(
+            f"No training run at {where}: {config} is missing. Train one with "
+            "scripts/03_train.py or pass --run-dir outputs/runs/<run>."
+        )
+    return RunLayout(root.resolve(), read_json(config, "Training config")["architecture"])

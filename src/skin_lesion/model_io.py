@@ -1,0 +1,11 @@
+"""The names a model's layers go by: its inputs, its backbone, its pooled features and its
+output. The input pipeline feeds the inputs by name, the model factory builds the layers with
+them, serving feeds a loaded model and explanations find the feature map and the output layer."""
+
+#: The model's inputs: raw 0-255 RGB images and, for metadata models, the encoded patient data.
+IMAGE_INPUT = "image"
+METADATA_INPUT = "metadata"
+#: The nested backbone model, its pooled features and the output layer.
+BACKBONE = "backbone"
+POOLED_FEATURES = "pool"
+OUTPUT_LAYER = "prediction"

@@ -1,0 +1,121 @@
+"""Runs written before the label space existed (``tests/fixtures/legacy_runs``, made by the code
+of commit 57573dd, when the package was ``src`` and records named only their task) load, score,
+tune, evaluate and explain as they did then: the same scores for the same images, the same
+``test_metrics.json``."""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.conftest import REPO, run_script
+
+FIXTURES = REPO / "tests" / "fixtures" / "legacy_runs"
+#: Where the fixture runs were made; every path inside them starts with it.
+OLD_ROOT = "/tmp/legacy-src"
+OLD_OUTPUTS = {"binary": f"{OLD_ROOT}/outputs/bin", "multiclass": f"{OLD_ROOT}/outputs/multi"}
+#: Paths that name where a file was, not what it holds.
+PATH_KEYS = {"model", "split_file", "metrics_file", "threshold_source", "source"}
+
+
+def sample_data_hash(sample_dir: Path) -> str:
+    """The SHA-256 of ``sha256sum``'s listing of every file, sorted by path."""
+    files = sorted(path for path in sample_dir.rglob("*") if path.is_file())
+    listing = "".join(f"{hashlib.sha256(path.read_bytes()).hexdigest()}  {path.relative_to(sample_dir).as_posix()}\n"
+                      for path in files)
+    return hashlib.sha256(listing.encode()).hexdigest()
+
+
+def old_run(kind: str, sample_dir: Path, destination: Path) -> Path:
+    """A copy of a fixture run whose recorded paths point at this machine's files."""
+    assert sample_data_hash(sample_dir) == (FIXTURES / "sample_data.sha256").read_text().strip(), \
+        "the generated sample data differs from the one the legacy runs were scored on"
+    run = Path(shutil.copytree(FIXTURES / kind, destination / kind))
+    replacements = [(f"{OLD_OUTPUTS[kind]}/split/split.csv", str(run / "split" / "split.csv")),
+                    (f"{OLD_OUTPUTS[kind]}/cache", str(destination / "cache")),
+                    (OLD_OUTPUTS[kind], str(destination)),
+                    (f"{OLD_ROOT}/data/sample", str(sample_dir))]
+    for path in [*run.glob("*.json"), *run.glob("*.csv"), *run.glob("split/*")]:
+        text = path.read_text()
+        for old, new in replacements:
+            text = text.replace(old, new)
+        path.write_text(text)
+    return run
+
+
+def scored_by_name(path: Path) -> pd.DataFrame:
+    table = pd.read_csv(path, dtype={"error": str}, keep_default_na=False)
+    return table.assign(path=[Path(p).name for p in table["path"]]).set_index("path").sort_index()
+
+
+def assert_same_scores(got: pd.DataFrame, expected: pd.DataFrame) -> None:
+    assert list(got.columns) == list(expected.columns) and list(got.index) == list(expected.index)
+    for column in expected:
+        if pd.api.types.is_float_dtype(expected[column]):
+            np.testing.assert_allclose(got[column], expected[column], rtol=0, atol=1e-5, err_msg=column)
+        else:
+            assert got[column].tolist() == expected[column].tolist(), column
+
+
+def assert_same_json(got, expected, where: str = "") -> None:
+    """Equal structure and strings, numbers within 1e-5; recorded paths left aside."""
+    if isinstance(expected, dict):
+        assert sorted(got) == sorted(expected), where
+        for key in expected:
+            if key not in PATH_KEYS:
+                assert_same_json(got[key], expected[key], f"{where}.{key}")
+    elif isinstance(expected, list):
+        assert len(got) == len(expected), where
+        for index, (a, b) in enumerate(zip(got, expected)):
+            assert_same_json(a, b, f"{where}[{index}]")
+    elif isinstance(expected, float) and not isinstance(got, bool):
+        assert got == pytest.approx(expected, abs=1e-5, nan_ok=True), where
+    else:
+        assert got == expected, where
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["binary", "multiclass"])
+def test_an_old_run_scores_tunes_evaluates_and_explains_as_before(kind, sample_dir, tmp_path):
+    run = old_run(kind, sample_dir, tmp_path)
+    images = sample_dir / "HAM10000_images_part_2"
+    metadata = ["--metadata", sample_dir / "HAM10000_metadata.csv"] if kind == "multiclass" else []
+    run_script("06_infer.py", images, "--run-dir", run, "--output", tmp_path / "scores.csv", *metadata)
+    assert_same_scores(scored_by_name(tmp_path / "scores.csv"), scored_by_name(run / "predictions.csv"))
+
+    expected_threshold = json.loads((run / "threshold.json").read_text())
+    run_script("04_tune_threshold.py", "--run-dir", run, "--force")
+    assert_same_json(json.loads((run / "threshold.json").read_text()), expected_threshold)
+
+    expected_metrics = json.loads((run / "test_metrics.json").read_text())
+    expected_predictions = pd.read_csv(run / "test_predictions.csv")
+    run_script("05_evaluate.py", "--run-dir", run, "--bootstrap", 200, "--force")
+    assert_same_json(json.loads((run / "test_metrics.json").read_text()), expected_metrics)
+    assert_same_scores(pd.read_csv(run / "test_predictions.csv"), expected_predictions)
+    assert "Per-class results" in (run / "model_card.md").read_text() or kind == "binary"
+
+    run_script("07_explain.py", "--run-dir", run, "--per-group", 1)
+    listing = pd.read_csv(run / "explain" / "gradcam_test_cases.csv")
+    assert len(listing) and all((run / "explain" / name).is_file() for name in listing["file"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["binary", "multiclass"])
+def test_an_old_model_file_copied_alone_scores_as_before(kind, sample_dir, tmp_path):
+    model = tmp_path / "copied" / "simple_cnn_best.h5"
+    model.parent.mkdir()
+    shutil.copy(FIXTURES / kind / "models" / "simple_cnn_best.h5", model)
+    images = sample_dir / "HAM10000_images_part_2"
+    result = run_script("06_infer.py", images, "--model-file", model, "--output", tmp_path / "copied.csv")
+    assert "No calibration.json beside the model" in result.stderr
+    assert_same_scores(scored_by_name(tmp_path / "copied.csv"), scored_by_name(FIXTURES / kind / "predictions_copied.csv"))
+    if kind == "multiclass":
+        run_script("06_infer.py", images, "--model-file", model, "--output", tmp_path / "with_metadata.csv",
+                   "--metadata", sample_dir / "HAM10000_metadata.csv")
+        assert_same_scores(scored_by_name(tmp_path / "with_metadata.csv"),
+                           scored_by_name(FIXTURES / kind / "predictions_copied_with_metadata.csv"))
