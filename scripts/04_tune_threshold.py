@@ -4,8 +4,8 @@
 Reads <run>/val_probs.npz and calibration.json (never the test split) and writes
 <run>/threshold.json (threshold, sensitivity, specificity, PPV, NPV, and the operating points
 for sensitivities 0.80-0.95 and Youden's J) with plots/roc_validation.png and
-plots/threshold_sweep.png. Scores are calibrated; for the 7-class task the score is the summed
-probability of akiec, bcc and mel.
+plots/threshold_sweep.png. Scores are calibrated; for the multi-class task the score is the summed
+probability of the malignant diagnoses (akiec, bcc and mel for HAM10000).
 """
 from __future__ import annotations
 

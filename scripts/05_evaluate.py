@@ -3,7 +3,7 @@
 
 Writes <run>/test_metrics.json (ROC-AUC, PR-AUC, accuracy, balanced accuracy, sensitivity,
 specificity, PPV and NPV at the tuned threshold and at 0.5, each with a 95 % bootstrap interval
-that resamples lesions; confusion matrices; per-class report and macro ROC-AUC for 7 classes;
+that resamples lesions; confusion matrices; per-class report and macro ROC-AUC for several classes;
 calibration error and Brier score before and after calibration), <run>/test_predictions.csv,
 plots and the model card <run>/model_card.md. --tta averages over flips; --lesion-level scores
 each lesion by the mean probability of its images (one row per lesion). Variants get their own

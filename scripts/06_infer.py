@@ -3,7 +3,7 @@
 list of paths.
 
 Writes a CSV (default <run>/predictions.csv) with one row per file: the path, the calibrated
-malignant score (for 7-class models also the seven class probabilities and the top class), the
+malignant score (for multi-class models also each class probability and the top class), the
 label at the tuned threshold (threshold.json; 0.5 with a warning if there is none) and an error
 message for files that cannot be read. The model is a run's best model (--run-dir, default
 outputs/latest) or a copied .h5 file (--model-file; threshold.json and calibration.json are

@@ -3,7 +3,7 @@
 
 By default the run's best model explains its most telling test images — for binary models the
 most confident true positives, false positives, false negatives and true negatives at the tuned
-threshold, for 7-class models the most confident correct and wrong predictions per diagnosis —
+threshold, for multi-class models the most confident correct and wrong predictions per diagnosis —
 into <run>/explain/: one grid per group (image | heatmap, with the true label, the score and
 the threshold), one PNG per image and a CSV listing them. --images explains chosen files,
 folders or CSV lists instead (as 06_infer.py reads them); --model-file explains with a copied

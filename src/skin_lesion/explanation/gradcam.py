@@ -93,7 +93,7 @@ def target_logits(gradients: GradientModel, inputs, class_index: np.ndarray | No
     """Feature maps and, per image, the logit of the class to explain.
 
     Binary models: the malignant logit, negated where ``class_index`` is 0 (benign evidence).
-    7-class models: the logit of ``class_index`` (default: the top class).
+    Multi-class models: the logit of ``class_index`` (default: the top class).
     """
     features, penultimate = gradients.model(inputs, training=False)
     logits = gradients.logits(penultimate)

@@ -146,7 +146,7 @@ def fit_bias_temperature(labels: np.ndarray, probabilities: np.ndarray, balanced
 
 def fit_calibration(labels: np.ndarray, probabilities: np.ndarray, method: str,
                     balanced: bool = True) -> Calibration:
-    """Fit ``method`` on validation labels and raw probabilities ((n,) binary, (n, 7) classes);
+    """Fit ``method`` on validation labels and raw probabilities ((n,) binary, (n, classes) otherwise);
     ``balanced``: the network was trained with class weights, so its top class stays balanced."""
     if method not in METHODS:
         raise ConfigError(f"Unknown calibration {method!r}; choose one of {', '.join(METHODS)}.")

@@ -45,7 +45,7 @@ from skin_lesion.training.records import RunLog, log_hparams, provenance
 log = logging.getLogger(__name__)
 
 #: Validation metric that picks the best model and drives early stopping and LR reduction.
-#: PR-AUC suits the rare positive classes of HAM10000; for 7 classes it is the macro average.
+#: PR-AUC suits the rare positive classes of HAM10000; with several classes it is the macro average.
 MONITOR = "val_pr_auc"
 #: A cosine schedule decays to this fraction of its peak learning rate.
 COSINE_FLOOR = 0.01
