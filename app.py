@@ -21,10 +21,11 @@ import pandas as pd
 import streamlit as st
 
 from skin_lesion import cli
-from skin_lesion.data.files import IMAGE_EXTENSIONS
-from skin_lesion.errors import UserError
 from skin_lesion.data.dataset import PATIENT_COLUMNS
+from skin_lesion.data.files import IMAGE_EXTENSIONS
+from skin_lesion.data.ham10000 import data_sheet
 from skin_lesion.defaults import UNTUNED_THRESHOLD
+from skin_lesion.errors import UserError
 
 REPO = Path(__file__).resolve().parent
 #: Where a model copied from another machine goes ("copy the model to models/ and test it").
@@ -158,10 +159,8 @@ def operating_point(predictor: Predictor) -> str:
             f"**{record['sensitivity']:.3f}**, specificity **{record['specificity']:.3f}**)")
 
 
-def malignant_names(predictor: Predictor) -> str:
-    """``Actinic keratoses ..., basal cell carcinoma or melanoma``: the malignant diagnoses."""
-    space = predictor.task.label_space
-    names = [space.display_name(code) for code in space.malignant_codes]
+def one_of(names: list[str]) -> str:
+    """``a, b or c``."""
     return " or ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)
 
 
@@ -179,7 +178,7 @@ def describe_model(choice: ModelChoice, predictor: Predictor) -> None:
     with st.expander("How to read the results"):
         st.markdown(
             "* **Malignant score** (0 to 1): the model's calibrated probability that the lesion is "
-            f"malignant ({malignant_names(predictor)}). "
+            f"malignant: {one_of([space.display_name(code) for code in space.malignant_codes])}. "
             "Calibrated on validation images: of the lesions scored about 0.30 there, about 30 % "
             "were malignant.\n"
             "* **Label**: *malignant* when the score is at or above the threshold, else *benign*. "
@@ -191,8 +190,8 @@ def describe_model(choice: ModelChoice, predictor: Predictor) -> None:
             "that it looked at the lesion, not at hair, a ruler or the image border.\n"
             "* **Models of several diagnoses** also show the probability of each; the malignant "
             "score is the sum of the red bars.\n"
-            f"* The model learnt from {space.name} images. Other cameras, skin types or clinical "
-            "photographs than it learnt from can make it fail without warning.")
+            f"* The model learnt from {data_sheet(space).summary}. Other cameras, skin types or "
+            "clinical photographs can make it fail without warning.")
 
 
 def patient_fields(predictor: Predictor) -> dict | None:
@@ -272,14 +271,14 @@ def show_verdict(row: dict, predictor: Predictor) -> None:
     score, malignant = row["malignant_score"], row["label"] == "malignant"
     malignant_codes = predictor.task.label_space.malignant_codes
     st.metric("Malignant score", f"{score:.3f}",
-              help=f"The calibrated probability that the lesion is malignant ({' or '.join(malignant_codes)}).")
+              help=f"The calibrated probability that the lesion is malignant ({one_of(list(malignant_codes))}).")
     label = ":red-background[**malignant**]" if malignant else ":blue-background[**benign**]"
     st.markdown(f"Label: {label} — the score is {'at or above' if malignant else 'below'} the "
                 f"{operating_point(predictor)}.")
     if not predictor.task.is_binary:
         code = row["top_class"]
         balanced = (" — the diagnosis most probable relative to how common it is, so a rare one can "
-                    "top a more probable naevus" if predictor.calibration.class_prior else "")
+                    "top a more probable common one" if predictor.calibration.class_prior else "")
         st.markdown(f"Top diagnosis: **{predictor.task.label_space.display_name(code)}** ({code}, "
                     f"probability {row[f'prob_{code}']:.3f}){balanced}. The label comes from the "
                     f"malignant score ({' + '.join(malignant_codes)}), not from this diagnosis.")

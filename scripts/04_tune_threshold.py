@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """Pick the decision threshold for a target sensitivity from validation predictions only.
 
-Reads <run>/val_probs.npz and calibration.json (never the test split) and writes
+Reads <run>/val_probs.npz, calibration.json and the task from training_config.json (never the
+test split) and writes
 <run>/threshold.json (threshold, sensitivity, specificity, PPV, NPV, and the operating points
 for sensitivities 0.80-0.95 and Youden's J) with plots/roc_validation.png and
 plots/threshold_sweep.png. Scores are calibrated; for the multi-class task the score is the summed

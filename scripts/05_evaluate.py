@@ -33,11 +33,11 @@ def build_parser():
 
 def main(args) -> int:
     from skin_lesion.evaluation.evaluate import evaluate_run
-    from skin_lesion.tasks import BINARY
+    from skin_lesion.tasks import SCREENING_METRICS
 
     run = cli.open_run(args)
     result = evaluate_run(run, args.tta, args.lesion_level, args.bootstrap, args.batch_size, args.force)
-    auc = result[BINARY]["roc_auc"]
+    auc = result[SCREENING_METRICS]["roc_auc"]
     interval = " (95%% CI %.3f-%.3f)" % tuple(auc["ci95"]) if auc["ci95"] else ""
     logging.info("Test ROC-AUC %.3f%s on %d %ss -> %s", auc["value"], interval, result["cases"],
                  result["level"], result["metrics_file"])

@@ -39,8 +39,8 @@ def main(args) -> int:
     import logging
 
     from skin_lesion.errors import ConfigError
-    from skin_lesion.layout import ModelFileLayout
     from skin_lesion.explanation.figures import explain_images, explain_test_cases
+    from skin_lesion.layout import ModelFileLayout
     from skin_lesion.serving.predictor import load_predictor
 
     if args.model_file and not args.images:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from skin_lesion.data.download import (ARCHIVE_NAME, CredentialsError, fetch_ham10000,
-                               find_kaggle_credentials)
+                                       find_kaggle_credentials)
 from skin_lesion.errors import DatasetError
 from tests.conftest import balanced_rows, make_kaggle_folder, run_script
 

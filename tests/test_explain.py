@@ -10,11 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from skin_lesion.explanation.gradcam import explain, gradcam
 from skin_lesion.explanation.figures import multiclass_cases
+from skin_lesion.explanation.gradcam import explain, gradcam
 from skin_lesion.models.factory import SkinLesionCNN
-from tests.conftest import BINARY_TASK, SEVEN_CLASS_TASK
-from tests.conftest import run_script
+from tests.conftest import BINARY_TASK, SEVEN_CLASS_TASK, run_script
 
 SIZE = 32
 ROWS, COLUMNS = slice(0, 16), slice(16, 32)  # the top-right quadrant: catches swapped axes too

@@ -119,3 +119,49 @@ def test_an_old_model_file_copied_alone_scores_as_before(kind, sample_dir, tmp_p
                    "--metadata", sample_dir / "HAM10000_metadata.csv")
         assert_same_scores(scored_by_name(tmp_path / "with_metadata.csv"),
                            scored_by_name(FIXTURES / kind / "predictions_copied_with_metadata.csv"))
+
+
+@pytest.mark.parametrize("kind", ["binary", "multiclass"])
+def test_every_old_record_reads_as_a_ham10000_task(kind):
+    import h5py
+
+    from skin_lesion.data.ham10000 import HAM10000, task_of_record
+    from skin_lesion.data.split import split_label_space
+    from skin_lesion.models.saved import INFO_ATTRIBUTE
+    from skin_lesion.tasks import Task
+
+    folder = FIXTURES / kind
+    with h5py.File(folder / "models" / "simple_cnn_best.h5", "r") as handle:
+        info = json.loads(handle.attrs[INFO_ATTRIBUTE])
+    for name, record in (("training_config.json", json.loads((folder / "training_config.json").read_text())),
+                         ("model file", info)):
+        assert "label_space" not in record and task_of_record(record, name) == Task(kind, HAM10000)
+    assert split_label_space(folder / "split" / "split.csv") == HAM10000
+
+
+def test_old_runs_are_listed_by_compare_runs_and_offered_by_the_app(sample_dir, tmp_path):
+    from skin_lesion import app_backend
+    from skin_lesion.evaluation.compare import runs_table
+
+    for kind in ("binary", "multiclass"):
+        old_run(kind, sample_dir, tmp_path / kind)
+        shutil.move(tmp_path / kind / kind, tmp_path / "outputs" / "runs" / kind)
+    table = runs_table(tmp_path / "outputs").set_index("run")
+    assert table.loc["binary", "status"] == "completed" and table.loc["multiclass", "task"] == "multiclass"
+    assert table.loc["binary", "test_roc_auc"] == pytest.approx(0.99831, abs=1e-5)
+    labels = {choice.path.name: choice.label for choice in app_backend.run_choices(tmp_path / "outputs")}
+    assert "benign vs malignant" in labels["binary"] and "7 diagnoses" in labels["multiclass"]
+
+
+def test_a_calibration_of_another_task_beside_a_copied_model_is_refused(tmp_path):
+    from skin_lesion.data.ham10000 import HAM10000
+    from skin_lesion.models.saved import ModelFileError
+    from skin_lesion.serving.predictor import from_model_file
+    from skin_lesion.tasks import Task
+
+    shutil.copy(FIXTURES / "binary" / "models" / "simple_cnn_best.h5", tmp_path / "model.h5")
+    other = json.loads((FIXTURES / "multiclass" / "calibration.json").read_text())
+    (tmp_path / "calibration.json").write_text(json.dumps({**other, **Task("multiclass", HAM10000).as_record()}))
+    with pytest.raises(ModelFileError, match="calibrates a model of another task .7 diagnoses over HAM10000, "
+                                             "not benign vs malignant"):
+        from_model_file(tmp_path / "model.h5")

@@ -119,6 +119,7 @@ def test_a_label_space_from_the_data_flows_through_every_step(sample_dir, tmp_pa
     assert np.array(metrics["class_confusion_matrix"]).shape == (4, 4)
     card = (run / "model_card.md").read_text()
     assert "4 diagnoses; malignant score = BCC + MEL" in card and "| naevus" in card
+    assert "HAM10000" not in card  # no other dataset's facts, licence or citation
 
     images = tmp_path / "images"
     images.mkdir()

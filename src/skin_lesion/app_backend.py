@@ -18,8 +18,8 @@ import pandas as pd
 import tensorflow as tf
 
 from skin_lesion.data.files import has_image_extension
-from skin_lesion.data.images import decode_files
 from skin_lesion.data.ham10000 import task_of_record
+from skin_lesion.data.images import decode_files
 from skin_lesion.errors import UserError
 from skin_lesion.evaluation.compare import find_runs, run_row
 from skin_lesion.explanation.gradcam import gradcam, overlay
@@ -48,9 +48,10 @@ class ModelChoice:
 
 
 def task_description(run_dir: Path) -> str:
-    """What the run's model tells apart (``benign vs malignant``, ``7 diagnoses``), or ``?``."""
+    """What the run's model tells apart (``benign vs malignant``, ``7 diagnoses``), or ``?`` for
+    a run whose record cannot say (the run's row names its problem)."""
+    config = Path(run_dir) / CONFIG_FILE
     try:
-        config = Path(run_dir) / CONFIG_FILE
         return task_of_record(read_json(config, "Training config"), str(config)).describe()
     except UserError:
         return "?"

@@ -15,8 +15,8 @@ import sys
 from typing import Callable
 
 from skin_lesion import layout
-from skin_lesion.io_utils import stderr_captured
 from skin_lesion.errors import UserError
+from skin_lesion.io_utils import stderr_captured
 
 log = logging.getLogger(__name__)
 

@@ -9,17 +9,22 @@ names and which of them are malignant. A task reads a label space one of two way
 
 Both are screened alike: the malignant score is the binary output, or the summed probability of
 the malignant diagnoses. The split summary, the run record, the model file and
-``calibration.json`` carry the task with its label space (:meth:`Task.as_record`), so every later
-step learns what a model means from the model's own files. This is the only module that spells
+``calibration.json`` carry the task with its label space (:meth:`Task.as_record`; read back by
+``skin_lesion.data.ham10000.task_of_record``, which also reads the records of earlier versions),
+so every later step learns what a model means from the model's own files. This is the only module that spells
 out a task's name; the rest of the package asks a :class:`Task`.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Iterable
 
 import numpy as np
 
 from skin_lesion.errors import ConfigError, DatasetError
+
+if TYPE_CHECKING:
+    import keras
 
 BINARY = "binary"
 MULTICLASS = "multiclass"
@@ -27,6 +32,10 @@ MULTICLASS = "multiclass"
 KINDS: tuple[str, ...] = (BINARY, MULTICLASS)
 #: The binary task's classes, in output order (the output is the malignant one's probability).
 BENIGN_MALIGNANT: tuple[str, ...] = ("benign", "malignant")
+#: The sections of ``test_metrics.json``: the screening metrics every task has, and the summary
+#: of a multi-class task's top classes (named after the tasks, as earlier versions wrote them).
+SCREENING_METRICS = BINARY
+CLASS_METRICS = MULTICLASS
 
 
 @dataclass(frozen=True)
@@ -54,10 +63,12 @@ class LabelSpace:
         return tuple(code for code in self.codes if code in self.malignant)
 
     def display_name(self, code: str) -> str:
+        """The diagnosis' name for people (``Melanoma`` for ``mel``)."""
         return self.display_names[self.codes.index(code)]
 
-    def indices(self, codes) -> np.ndarray:
+    def indices(self, codes: Iterable[str]) -> np.ndarray:
         """Output index of each diagnosis code; an unknown code is an error that names it."""
+        codes = list(codes)
         position = {code: index for index, code in enumerate(self.codes)}
         unknown = sorted({str(code) for code in codes if code not in position})
         if unknown:
@@ -65,18 +76,24 @@ class LabelSpace:
                                f"{self.name!r} ({', '.join(self.codes)}).")
         return np.array([position[code] for code in codes], dtype=np.int64)
 
-    def is_malignant(self, codes) -> np.ndarray:
+    def is_malignant(self, codes: Iterable[str]) -> np.ndarray:
         """Binary ground truth (1 = malignant) for a sequence of diagnosis codes."""
         return np.array([code in self.malignant for code in codes], dtype=np.int64)
 
     def as_dict(self) -> dict:
+        """The label space as records carry it (JSON types only)."""
         return {"name": self.name, "codes": list(self.codes), "display_names": list(self.display_names),
                 "malignant": list(self.malignant_codes)}
 
     @classmethod
-    def from_dict(cls, values: dict) -> "LabelSpace":
-        return cls(str(values["name"]), tuple(values["codes"]), tuple(values["display_names"]),
-                   frozenset(values["malignant"]))
+    def from_dict(cls, values: dict, source: str = "a record") -> "LabelSpace":
+        """The label space written by :meth:`as_dict`; a damaged one is an error naming ``source``."""
+        try:
+            return cls(str(values["name"]), tuple(values["codes"]), tuple(values["display_names"]),
+                       frozenset(values["malignant"]))
+        except (KeyError, TypeError) as error:
+            raise DatasetError(f"The label space in {source} is damaged ({type(error).__name__}: {error}); "
+                               "it needs name, codes, display_names and malignant.") from error
 
 
 @dataclass(frozen=True)
@@ -106,9 +123,10 @@ class Task:
 
     @property
     def activation(self) -> str:
+        """The output layer's activation: one sigmoid, or a softmax over the classes."""
         return "sigmoid" if self.is_binary else "softmax"
 
-    def loss(self, label_smoothing: float = 0.0):
+    def loss(self, label_smoothing: float = 0.0) -> keras.losses.Loss:
         """The task's cross-entropy (Keras is imported here only, so this module stays light)."""
         import keras
 
@@ -123,22 +141,23 @@ class Task:
         """What the malignant score of this task's calibrated outputs is."""
         if self.is_binary:
             return "calibrated probability of malignancy"
-        return f"summed calibrated probability of {', '.join(sorted(self.label_space.malignant))}"
+        return f"summed calibrated probability of {', '.join(self.label_space.malignant_codes)}"
 
     # --- labels and targets
-    def labels(self, codes) -> np.ndarray:
+    def labels(self, codes: Iterable[str]) -> np.ndarray:
         """Integer label of each diagnosis code: 1 = malignant for binary, the class index else."""
-        indices = self.label_space.indices(list(codes))
+        codes = list(codes)
+        indices = self.label_space.indices(codes)
         return self.label_space.is_malignant(codes) if self.is_binary else indices
 
-    def targets(self, labels) -> np.ndarray:
+    def targets(self, labels: np.ndarray) -> np.ndarray:
         """Model targets: a column of 0/1 for binary, one-hot rows for several classes."""
         labels = np.asarray(labels, np.int64)
         if self.is_binary:
             return labels.astype(np.float32)[:, None]
         return np.eye(self.num_outputs, dtype=np.float32)[labels]
 
-    def malignant_of_labels(self, labels) -> np.ndarray:
+    def malignant_of_labels(self, labels: np.ndarray) -> np.ndarray:
         """Binary ground truth (1 = malignant) from integer labels."""
         labels = np.asarray(labels)
         if self.is_binary:
@@ -146,13 +165,13 @@ class Task:
         return np.isin(labels, self.label_space.indices(self.label_space.malignant_codes)).astype(np.int64)
 
     # --- outputs
-    def probabilities(self, outputs) -> np.ndarray:
+    def probabilities(self, outputs: np.ndarray) -> np.ndarray:
         """A model's outputs as probabilities: shape (n,) for binary, (n, classes) otherwise
         (in the outputs' own precision)."""
         outputs = np.asarray(outputs)
         return outputs.reshape(-1) if self.is_binary else outputs.reshape(len(outputs), -1)
 
-    def malignant_score(self, probabilities) -> np.ndarray:
+    def malignant_score(self, probabilities: np.ndarray) -> np.ndarray:
         """The probability of malignancy: the binary output, or the malignant classes' sum."""
         probabilities = np.asarray(probabilities, np.float64)
         if self.is_binary:
@@ -165,8 +184,3 @@ class Task:
         """The task as the split summary, run record, model file and calibration carry it."""
         return {"task": self.kind, "class_names": list(self.classes),
                 "label_space": self.label_space.as_dict()}
-
-    @classmethod
-    def from_record(cls, record: dict) -> "Task":
-        """The task of a record written by :meth:`as_record`."""
-        return cls(str(record["task"]), LabelSpace.from_dict(record["label_space"]))

@@ -22,8 +22,8 @@ from pathlib import Path
 import pandas as pd
 
 from skin_lesion.data.files import is_image_file, list_some
-from skin_lesion.errors import DatasetError
 from skin_lesion.data.ham10000 import HAM10000
+from skin_lesion.errors import DatasetError
 from skin_lesion.tasks import LabelSpace
 
 log = logging.getLogger(__name__)

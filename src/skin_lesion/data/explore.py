@@ -26,8 +26,8 @@ from skin_lesion.data.metadata import UNKNOWN, clean_category, parse_age
 from skin_lesion.errors import ConfigError, DatasetError
 from skin_lesion.io_utils import refuse_overwrite, write_text_atomic
 from skin_lesion.markdown import markdown_table
-from skin_lesion.tasks import LabelSpace
 from skin_lesion.plots import save_figure  # also selects matplotlib's Agg backend: no display needed
+from skin_lesion.tasks import LabelSpace
 
 log = logging.getLogger(__name__)
 

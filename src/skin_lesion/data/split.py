@@ -233,7 +233,8 @@ def split_label_space(split_file: Path) -> LabelSpace:
     """The label space of a split, from the summary beside it (HAM10000's for splits written
     before summaries carried one, or without a summary)."""
     summary_file = layout.split_paths(Path(split_file).parent)[1]
-    return label_space_of(read_json(summary_file, "Split summary") if summary_file.is_file() else {})
+    record = read_json(summary_file, "Split summary") if summary_file.is_file() else {}
+    return label_space_of(record, str(summary_file))
 
 
 def split_summary(split: Split, dataset: Dataset, task: Task, ratios, seed: int) -> dict:

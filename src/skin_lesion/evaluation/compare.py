@@ -23,15 +23,16 @@ from skin_lesion import layout
 from skin_lesion.errors import ConfigError, MissingFileError
 from skin_lesion.io_utils import JSONReadError, read_json, write_text_atomic
 from skin_lesion.markdown import markdown_table
-from skin_lesion.tasks import BINARY, MULTICLASS
+from skin_lesion.tasks import CLASS_METRICS, SCREENING_METRICS
 
 #: Top-level keys every training_config.json has (``describe_run``), and those ``finish_run`` adds.
 REQUIRED_KEYS = ("architecture", "task", "settings", "status")
 COMPLETED_KEYS = ("best_epoch", "best", "training_seconds", "epochs_completed")
 #: Test metrics shown with their 95 % interval: (column, section, key in test_metrics.json).
-TEST_METRICS = (("test_roc_auc", BINARY, "roc_auc"), ("test_pr_auc", BINARY, "pr_auc"),
-                ("test_balanced_accuracy", MULTICLASS, "balanced_accuracy"),
-                ("test_macro_roc_auc", MULTICLASS, "macro_roc_auc"))
+TEST_METRICS = (("test_roc_auc", SCREENING_METRICS, "roc_auc"),
+                ("test_pr_auc", SCREENING_METRICS, "pr_auc"),
+                ("test_balanced_accuracy", CLASS_METRICS, "balanced_accuracy"),
+                ("test_macro_roc_auc", CLASS_METRICS, "macro_roc_auc"))
 COLUMNS = ["run", "study", "trial", "architecture", "task", "img_size", "epochs_planned",
            "epochs_completed", "learning_rate_phase1", "learning_rate_phase2", "use_metadata",
            "val_pr_auc", "best_epoch",
@@ -172,8 +173,8 @@ def config_columns(config: dict) -> tuple[dict, list[str]]:
 
 def test_columns(metrics: Any) -> tuple[dict, list[str]]:
     """Test ROC-AUC and PR-AUC (and the multiclass summary) with intervals, and the tuned threshold."""
-    if not part(metrics, BINARY):
-        return {}, [f"test_metrics.json lacks {BINARY}"]
+    if not part(metrics, SCREENING_METRICS):
+        return {}, [f"test_metrics.json lacks {SCREENING_METRICS}"]
     row = {}
     for column, section, key in TEST_METRICS:
         entry = part(part(metrics, section), key)

@@ -23,7 +23,7 @@ from skin_lesion.plots import (confusion_matrix_figure, per_class_roc_figure, pr
                                reliability_figure, roc_figure, save_figure, score_histogram_figure)
 from skin_lesion.serving.predictor import Predictor, load_predictor
 from skin_lesion.serving.splits import predict_split, run_split_images
-from skin_lesion.tasks import BENIGN_MALIGNANT, BINARY, MULTICLASS, Task
+from skin_lesion.tasks import BENIGN_MALIGNANT, CLASS_METRICS, SCREENING_METRICS, Task
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +100,8 @@ def evaluate_predictions(labels: np.ndarray, probabilities: np.ndarray, lesion_i
     result = {
         "cases": int(len(labels)), "malignant": int(truth.sum()),
         "thresholds": thresholds,
-        BINARY: with_intervals(screening(everything), cluster_bootstrap(screening, lesion_ids, samples, seed)),
+        SCREENING_METRICS: with_intervals(screening(everything),
+                                          cluster_bootstrap(screening, lesion_ids, samples, seed)),
         "confusion_matrix": {name: metrics.confusion_matrix(truth, (score >= t).astype(int), labels=[0, 1]).tolist()
                              for name, t in thresholds.items()},
         "calibration": {"calibrated": calibration_quality(truth, probabilities, labels, task, top_classes),
@@ -129,7 +130,7 @@ def multiclass_metrics(labels: np.ndarray, probabilities: np.ndarray, predicted:
 
     everything = np.arange(len(labels))
     return {
-        MULTICLASS: with_intervals(summary(everything), cluster_bootstrap(summary, lesion_ids, samples, seed)),
+        CLASS_METRICS: with_intervals(summary(everything), cluster_bootstrap(summary, lesion_ids, samples, seed)),
         "per_class": metrics.classification_report(labels, predicted, labels=range(len(names)),
                                                    target_names=names, output_dict=True, zero_division=0),
         "class_confusion_matrix": metrics.confusion_matrix(labels, predicted, labels=range(len(names))).tolist(),
@@ -140,7 +141,7 @@ def plot_test_results(run: RunLayout, tag: str, result: dict, labels: np.ndarray
                       probabilities: np.ndarray, raw: np.ndarray, task: Task) -> None:
     """ROC and precision-recall curves with the operating points, confusion matrices, score
     histograms, per-class ROC curves (several classes) and the reliability diagram."""
-    thresholds, binary = result["thresholds"], result[BINARY]
+    thresholds, binary = result["thresholds"], result[SCREENING_METRICS]
     truth = task.malignant_of_labels(labels)
     score = task.malignant_score(probabilities)
     level = f"test split, {result['level']} level"

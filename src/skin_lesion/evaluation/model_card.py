@@ -4,7 +4,7 @@ The sections follow Mitchell et al., "Model Cards for Model Reporting" (FAT* 201
 details, intended use, factors, metrics, evaluation and training data, quantitative analyses,
 ethical considerations and caveats. Every number comes from ``training_config.json``,
 ``threshold.json``, ``calibration.json``, ``test_metrics.json`` and ``test_predictions.csv``;
-the fixed text states what HAM10000 can and cannot support, which holds for every run.
+the text about the data comes from its data sheet (``skin_lesion.data.ham10000.data_sheet``).
 """
 from __future__ import annotations
 
@@ -14,33 +14,22 @@ from pathlib import Path
 
 import pandas as pd
 
-from skin_lesion.data.ham10000 import task_of_record
+from skin_lesion.data.ham10000 import DataSheet, data_sheet, task_of_record
 from skin_lesion.data.split import SPLITS
 from skin_lesion.defaults import UNTUNED_THRESHOLD
 from skin_lesion.io_utils import read_json, write_text_atomic
 from skin_lesion.layout import RunLayout, split_paths
 from skin_lesion.markdown import markdown_table
-from skin_lesion.tasks import BINARY, MULTICLASS, Task
-
-HAM10000_CITATION = (
-    "Tschandl P., Rosendahl C., Kittler H. The HAM10000 dataset, a large collection of "
-    "multi-source dermatoscopic images of common pigmented skin lesions. Sci. Data 5, 180161 "
-    "(2018). doi:10.1038/sdata.2018.161. Licence: CC BY-NC 4.0 (attribution, non-commercial).")
+from skin_lesion.tasks import CLASS_METRICS, SCREENING_METRICS, Task
 
 INTENDED_USE = (
     "A research tool for studying automated classification of dermoscopic images of pigmented "
     "skin lesions: comparing methods, teaching, and exploring what a network attends to. "
     "**It is not a medical device and must not be used to diagnose, triage or reassure "
     "patients.** Out of scope: clinical (non-dermoscopic) photographs, lesions other than the "
-    "seven HAM10000 diagnoses, children and skin types under-represented in the training data.")
-
-FACTORS = (
-    "HAM10000 was collected at two sites (Vienna, Austria, and Queensland, Australia) with a "
-    "few dermoscope models; patients are predominantly of light skin types (the dataset records "
-    "no skin type). Performance on darker skin, other devices and other populations is unknown. "
-    "More than half of the diagnoses are confirmed by histopathology, most nevi by follow-up or "
-    "expert consensus. Age, sex and site differ by diagnosis (see `scripts/explore_data.py`), so "
-    "a model may learn them as shortcuts")
+    "{diagnoses}, children and skin types under-represented in the training data.")
+SHORTCUTS = ("Age, sex and site differ by diagnosis (see `scripts/explore_data.py`), so a model may "
+             "learn them as shortcuts")
 
 
 @dataclass
@@ -65,6 +54,10 @@ class RunRecords:
         return task_of_record(self.config, str(self.run.config))
 
     @property
+    def sheet(self) -> DataSheet:
+        return data_sheet(self.task.label_space)
+
+    @property
     def point(self) -> str:
         """The operating point reported: the tuned threshold, or the untuned one."""
         return "tuned" if "tuned" in self.metrics["thresholds"] else f"{UNTUNED_THRESHOLD}"
@@ -80,6 +73,12 @@ def value_with_interval(entry: dict | None) -> str:
         return "n/a"
     interval = entry.get("ci95")
     return f"{entry['value']:.3f}" + (f" (95 % CI {interval[0]:.3f}-{interval[1]:.3f})" if interval else "")
+
+
+def trained_on(task: Task) -> str:
+    """``7 HAM10000 diagnoses (akiec, bcc, ...)``: what the model has seen."""
+    space = task.label_space
+    return f"{len(space.codes)} {space.name} diagnoses ({', '.join(space.codes)})"
 
 
 def output_description(task: Task) -> str:
@@ -111,14 +110,14 @@ def details(records: RunRecords) -> str:
                      f"{config.get('training_seconds', 0) / 60:.0f} min on {hardware}"],
         ["code", f"git commit `{git.get('commit', 'unknown')[:12]}`"
                  + (" (with uncommitted changes)" if git.get("uncommitted_changes") else "")],
-        ["licence", "code MIT; trained on HAM10000 (CC BY-NC 4.0): non-commercial use only"],
+        ["licence", f"code MIT; {records.sheet.licence}"],
     ]
     return "## Model details\n\n" + markdown_table(["", ""], rows)
 
 
 def metrics_section(records: RunRecords) -> str:
     metrics, point = records.metrics, records.point
-    binary = metrics[BINARY]
+    binary = metrics[SCREENING_METRICS]
     where = (f"the threshold tuned on validation data for {records.threshold['target_sensitivity']:.0%} "
              f"sensitivity ({metrics['thresholds']['tuned']:.3f})" if point == "tuned"
              else f"the untuned threshold {UNTUNED_THRESHOLD}")
@@ -126,8 +125,8 @@ def metrics_section(records: RunRecords) -> str:
         ("ROC-AUC", "roc_auc"), ("PR-AUC (average precision)", "pr_auc"),
         ("sensitivity", f"sensitivity@{point}"), ("specificity", f"specificity@{point}"),
         ("PPV", f"ppv@{point}"), ("NPV", f"npv@{point}"), ("balanced accuracy", f"balanced_accuracy@{point}"))]
-    if MULTICLASS in metrics:
-        rows += [[f"{len(records.task.classes)}-class {name}", value_with_interval(metrics[MULTICLASS][key])]
+    if not records.task.is_binary:
+        rows += [[f"{len(records.task.classes)}-class {name}", value_with_interval(metrics[CLASS_METRICS][key])]
                  for name, key in (("balanced accuracy", "balanced_accuracy"), ("macro ROC-AUC", "macro_roc_auc"))]
     quality = metrics["calibration"]
     calibration_rows = [[name, f"{quality[key]['malignant_score_ece']:.3f}", f"{quality[key]['malignant_score_brier']:.3f}"]
@@ -163,7 +162,8 @@ def data_sections(records: RunRecords) -> str:
         if summary.get("train_only_diagnoses"):
             parts.append(f"Kept in training only (too few lesions): {', '.join(summary['train_only_diagnoses'])}.")
     if config.get("class_weights"):
-        parts.append("Class weights: " + ", ".join(f"{name} {weight:.3f}" for name, weight in config["class_weights"].items()) + ".")
+        weights = config["class_weights"].items()
+        parts.append("Class weights: " + ", ".join(f"{name} {weight:.3f}" for name, weight in weights) + ".")
     return "\n\n".join(parts)
 
 
@@ -198,12 +198,13 @@ def analyses_section(records: RunRecords) -> str:
 
 
 def caveats(records: RunRecords) -> str:
-    space = records.task.label_space
+    space, sheet = records.task.label_space, records.sheet
+    imbalance = f" ({sheet.imbalance})" if sheet.imbalance else ""
     detected = [row for row in per_diagnosis_rates(records) if row[0] in space.malignant and row[3] != "n/a"]
     weakest = min(detected, key=lambda row: float(row[3]), default=None)
     lines = [
-        "The classes are imbalanced (nevi are about two thirds of HAM10000); class weights and "
-        "calibration correct the scores on average, not for every subgroup.",
+        f"The classes are imbalanced{imbalance}; class weights and calibration correct the scores on "
+        "average, not for every subgroup.",
         (f"Of the malignant diagnoses, {weakest[0]} ({space.display_name(weakest[0])}) is detected least "
          f"often ({weakest[3]}): missed cancers are the costliest error." if weakest
          else "The test split has no malignant images to analyse."),
@@ -227,13 +228,14 @@ def model_card(run: RunLayout) -> str:
         f"Generated {date.today().isoformat()} by `scripts/05_evaluate.py` from the run's files; "
         "regenerate it rather than edit it.",
         details(records),
-        "## Intended use\n\n" + INTENDED_USE,
-        "## Factors\n\n" + FACTORS + (": this model takes them as inputs." if uses_metadata else "."),
+        "## Intended use\n\n" + INTENDED_USE.format(diagnoses=trained_on(records.task)),
+        "## Factors\n\n" + records.sheet.factors + " " + SHORTCUTS
+        + (": this model takes them as inputs." if uses_metadata else "."),
         metrics_section(records),
         data_sections(records),
         analyses_section(records),
         caveats(records),
-        "## Citation\n\n" + HAM10000_CITATION,
+        "## Citation\n\n" + records.sheet.citation,
     ]) + "\n"
 
 

@@ -3,8 +3,8 @@
 A case counts as positive (malignant) when its calibrated score is at or above the threshold.
 Thresholds are swept over a grid of 1,001 values from 0 to 1 plus every distinct score; the
 chosen one reaches the target sensitivity with the highest specificity (ties: higher
-sensitivity, then the higher threshold). Only ``val_probs.npz`` and ``calibration.json`` are
-read: the test split stays untouched until evaluation.
+sensitivity, then the higher threshold). Only ``val_probs.npz``, ``calibration.json`` and the
+run record (for the task) are read: the test split stays untouched until evaluation.
 """
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_curve
 
+from skin_lesion.data.ham10000 import task_of_record
 from skin_lesion.defaults import REPORTED_SENSITIVITIES, TARGET_SENSITIVITY
 from skin_lesion.errors import ConfigError, DatasetError, MissingFileError
 from skin_lesion.io_utils import read_json, refuse_overwrite, write_json_atomic
-from skin_lesion.data.ham10000 import task_of_record
 from skin_lesion.layout import RunLayout
 from skin_lesion.metrics import ranking_metrics, sweep
 from skin_lesion.models.calibration import Calibration

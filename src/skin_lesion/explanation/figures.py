@@ -26,7 +26,7 @@ from skin_lesion.plots import explanation_figure, save_figure
 from skin_lesion.serving.inference import Inputs, decided_class, join_metadata, list_inputs, predict_paths
 from skin_lesion.serving.predictor import Predictor
 from skin_lesion.serving.splits import predict_split, run_split_images
-from skin_lesion.tasks import BENIGN_MALIGNANT, LabelSpace, Task
+from skin_lesion.tasks import BENIGN_MALIGNANT, Task
 
 log = logging.getLogger(__name__)
 
@@ -36,10 +36,10 @@ FIGURE_IMAGE_SIZE = 256
 GRID_ROWS = 6
 
 
-def binary_cases(table: pd.DataFrame, threshold: float, per_group: int, label_space: LabelSpace) -> pd.DataFrame:
+def binary_cases(table: pd.DataFrame, threshold: float, per_group: int, task: Task) -> pd.DataFrame:
     """The most confident true/false positives and negatives at ``threshold`` (``table`` has a
-    ``score`` column; ``label_space`` says which diagnoses are malignant)."""
-    frame = table.assign(truth=label_space.is_malignant(table["dx"]),
+    ``score`` column; the task's label space says which diagnoses are malignant)."""
+    frame = table.assign(truth=task.label_space.is_malignant(table["dx"]),
                          predicted=(table["score"] >= threshold).astype(int))
     groups = {"true_positive": (1, 1), "false_positive": (0, 1), "false_negative": (1, 0),
               "true_negative": (0, 0)}
@@ -128,7 +128,7 @@ def explain_test_cases(run: RunLayout, predictor: Predictor, method: str = "grad
     _, probabilities = predict_split(predictor, images, PREDICTION_BATCH)
     table = images.table.assign(score=predictor.scores(probabilities))
     if predictor.task.is_binary:
-        cases = binary_cases(table, predictor.threshold, per_group, predictor.task.label_space)
+        cases = binary_cases(table, predictor.threshold, per_group, predictor.task)
     else:
         cases = multiclass_cases(table, probabilities, predictor.top_classes(probabilities), per_group,
                                  predictor.task)

@@ -14,6 +14,7 @@ from skin_lesion.errors import ConfigError, MissingFileError, UserError
 from skin_lesion.model_io import BACKBONE
 from skin_lesion.models.architectures import Architecture
 
+
 def resolve_weights(weights: str | None, spec: Architecture) -> str | None:
     """``imagenet``, ``none`` or a weights file, checked against the architecture."""
     if weights is None or str(weights).lower() == "none":

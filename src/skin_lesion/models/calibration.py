@@ -7,16 +7,16 @@ after training, on validation predictions, and stored beside the model (``calibr
 
 * ``platt`` (binary): ``sigmoid(a * logit + b)``, a logistic regression on the logit
   (Platt, 1999), which also undoes the shift of the prior that class weights cause;
-* ``temperature``: ``softmax(log p / T)`` for several classes (or ``sigmoid(logit / T)`` for binary),
-  one parameter that only sharpens or softens (Guo et al., 2017);
+* ``temperature``: ``softmax(log p / T)`` for several classes (or ``sigmoid(logit / T)`` for
+  binary), one parameter that only sharpens or softens (Guo et al., 2017);
 * ``bias_temperature`` (several classes): ``softmax(log p / T + b)`` with one bias per class,
   bias-corrected temperature scaling (Alexandari et al., 2020). One temperature cannot undo the
-  prior shift of class weights (a HAM10000 7-class model's malignant score stays off by ECE ~0.12);
-  the biases can;
+  prior shift of class weights (a HAM10000 7-class model's malignant score stays off by ECE
+  ~0.12); the biases can;
 * ``none``: the identity.
 
-Calibrated multi-class probabilities carry the prevalence of the training data, so their argmax would call
-almost everything a naevus. The top class is therefore the class-balanced decision that class
+Calibrated multi-class probabilities carry the prevalence of the training data, so their argmax
+would call almost everything the commonest class (a naevus in HAM10000). The top class is therefore the class-balanced decision that class
 weights trained for: the class whose probability is highest relative to its prevalence in the
 data the map was fitted on (``class_prior``). Models trained without class weights, and the
 other maps, whose argmax is the network's own decision, keep the plain argmax.
@@ -31,35 +31,19 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+from scipy.optimize import minimize, minimize_scalar
 from scipy.special import expit, log_softmax, logit, softmax
+from sklearn.linear_model import LogisticRegression
 
 from skin_lesion.errors import ConfigError
 from skin_lesion.io_utils import read_json
-from skin_lesion.tasks import BINARY, MULTICLASS, Task
+from skin_lesion.models.calibration_methods import METHODS
 
 log = logging.getLogger(__name__)
 
-METHODS = ("platt", "temperature", "bias_temperature", "none")
-#: ``auto`` picks the task's default (:func:`default_method`); the settings offer it too.
-AUTO = "auto"
-CHOICES = (AUTO, *METHODS)
-#: Methods that fit one task only.
-ONLY_FOR = {"platt": BINARY, "bias_temperature": MULTICLASS}
 EPSILON = 1e-7
 #: Bounds of the per-class biases (a class absent from validation must not run off to -inf).
 BIAS_BOUND = 10.0
-
-
-def default_method(task: Task) -> str:
-    """``auto``: Platt scaling for binary models, bias-corrected temperature for several classes."""
-    return "platt" if task.is_binary else "bias_temperature"
-
-
-def check_fits(method: str, kind: str) -> None:
-    """Refuse a method that cannot fit the task ``kind`` (before training, not after it)."""
-    if ONLY_FOR.get(method, kind) != kind:
-        raise ConfigError(f"--calibration {method} is for {ONLY_FOR[method]} models, this run is "
-                          f"{kind}; use {AUTO}, temperature or none.")
 
 
 @dataclass(frozen=True)
@@ -123,8 +107,6 @@ def fit_bias_temperature(labels: np.ndarray, probabilities: np.ndarray, balanced
     """Temperature and per-class biases by maximum likelihood (the most frequent class's bias
     fixed at 0). With ``balanced`` the class prior, the fitting data's class frequencies
     (add-one smoothed for classes it lacks), is kept for the top-class decision."""
-    from scipy.optimize import minimize  # the fits' libraries load when a fit runs
-
     counts = np.bincount(labels, minlength=probabilities.shape[1])
     reference = int(counts.argmax())
 
@@ -156,9 +138,8 @@ def fit_calibration(labels: np.ndarray, probabilities: np.ndarray, method: str,
         return Calibration()
     if method == "platt":
         if probabilities.ndim != 1:
-            raise ConfigError("Platt scaling is for binary models; use temperature or bias_temperature for several classes.")
-        from sklearn.linear_model import LogisticRegression
-
+            raise ConfigError("Platt scaling is for binary models; use temperature or bias_temperature "
+                              "for several classes.")
         logits = logit(np.clip(probabilities, EPSILON, 1 - EPSILON))[:, None]
         regression = LogisticRegression(C=1.0).fit(logits, labels)  # mild L2: finite on separable data
         return Calibration("platt", float(regression.coef_[0, 0]), float(regression.intercept_[0]))
@@ -166,8 +147,6 @@ def fit_calibration(labels: np.ndarray, probabilities: np.ndarray, method: str,
         if probabilities.ndim != 2:
             raise ConfigError("bias_temperature is for multi-class models; use platt or temperature for binary ones.")
         return fit_bias_temperature(labels, probabilities, balanced)
-    from scipy.optimize import minimize_scalar
-
     result = minimize_scalar(lambda t: negative_log_likelihood(labels, probabilities, t),
                              bounds=(0.05, 20.0), method="bounded")
     return Calibration("temperature", temperature=float(result.x))

@@ -24,8 +24,8 @@ from skin_lesion.data.files import IMAGE_EXTENSIONS, scan_folder
 from skin_lesion.data.images import decode_files, decoding_error
 from skin_lesion.defaults import PREDICTION_BATCH
 from skin_lesion.errors import DatasetError, MissingFileError
-from skin_lesion.serving.predictor import Predictor
 from skin_lesion.io_utils import atomic_path
+from skin_lesion.serving.predictor import Predictor
 from skin_lesion.tasks import BENIGN_MALIGNANT
 
 log = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ from skin_lesion import layout
 from skin_lesion.errors import ConfigError, MissingFileError
 from skin_lesion.io_utils import read_json
 from skin_lesion.models.architectures import get_architecture, resolve_defaults
-from skin_lesion.models.calibration import AUTO, CHOICES as CALIBRATIONS, check_fits
+from skin_lesion.models.calibration_methods import AUTO, CHOICES as CALIBRATIONS, check_fits
 from skin_lesion.tasks import BINARY, KINDS
 
 #: ``--precision`` values and the Keras dtype policy each stands for (``auto``: decided by

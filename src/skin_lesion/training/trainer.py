@@ -23,6 +23,7 @@ import pandas as pd
 import tensorflow as tf
 
 from skin_lesion import layout
+from skin_lesion.data.ham10000 import task_of_record
 from skin_lesion.data.metadata import MetadataEncoding
 from skin_lesion.data.pipeline import Augmentation, SplitImages, load_split_images, make_dataset
 from skin_lesion.data.split import check_labels, class_weights, read_split, split_label_space
@@ -30,13 +31,14 @@ from skin_lesion.errors import ConfigError
 from skin_lesion.io_utils import atomic_path, read_json, sha256_file, write_json_atomic, write_text_atomic
 from skin_lesion.metrics import score_calibration
 from skin_lesion.models.architectures import get_architecture
-from skin_lesion.models.calibration import AUTO, default_method, fit_calibration
+from skin_lesion.models.calibration import fit_calibration
+from skin_lesion.models.calibration_methods import AUTO, default_method
 from skin_lesion.models.factory import SkinLesionCNN, compile_model, unfreeze_top_layers
 from skin_lesion.models.saved import load_for_prediction, save_model
 from skin_lesion.plots import save_figure, training_history_figure
 from skin_lesion.tasks import Task
 from skin_lesion.training.callbacks import (AtomicBestCheckpoint, EpochRecorder, ResumableState,
-                                    ValidationReport)
+                                            ValidationReport)
 from skin_lesion.training.config import TrainConfig
 from skin_lesion.training.devices import DeviceSetup, configure_devices
 from skin_lesion.training.multiworker import wait_for_all_workers, worker_config, worker_run_dir
@@ -79,11 +81,11 @@ class TrainingData:
                             epochs=(first_epoch, last_epoch))
 
 
-def load_training_data(config: TrainConfig) -> TrainingData:
-    """Cache and batch the train and validation splits; labels follow ``config.task`` over the
-    split's label space."""
+def load_training_data(config: TrainConfig, task: Task | None = None) -> TrainingData:
+    """Cache and batch the train and validation splits; labels follow ``task`` (a resumed run's
+    own), by default ``config.task`` over the split's label space."""
     split = read_split(Path(config.split_file))
-    task = Task(config.task, split_label_space(Path(config.split_file)))
+    task = task or Task(config.task, split_label_space(Path(config.split_file)))
     check_labels(split, task)
     size = (config.img_size, config.img_size)
     train = load_split_images(split, "train", size, Path(config.cache_dir), config.split_file)
@@ -349,11 +351,12 @@ def finish_run(run: layout.RunLayout, config: TrainConfig, data: TrainingData,
              int(best["epoch"]))
 
 
-def prepare(config: TrainConfig, devices: list[str] | None) -> tuple[DeviceSetup, TrainingData]:
+def prepare(config: TrainConfig, devices: list[str] | None,
+            task: Task | None = None) -> tuple[DeviceSetup, TrainingData]:
     """Devices, precision and seeds first (TensorFlow wants them early), then the data."""
     setup = configure_devices(config.precision, devices, config.deterministic)
     keras.utils.set_random_seed(config.seed)  # Python, NumPy and TensorFlow
-    return setup, load_training_data(config)
+    return setup, load_training_data(config, task)
 
 
 def train(config: TrainConfig, devices: list[str] | None = None,
@@ -386,7 +389,7 @@ def resume(run_dir: Path, devices: list[str] | None = None,
         raise ConfigError(f"The split file {config.split_file} changed since run {run.root} "
                           "started; it cannot be resumed on different data.")
     with RunLog() as run_log:
-        setup, data = prepare(config, devices)
+        setup, data = prepare(config, devices, task_of_record(description, str(run.config)))
         with worker_config(config, setup.strategy, resume_from=run.root) as config:
             run = layout.open_run(worker_run_dir(run.root, config))
             run_log.attach(run.run_log)
