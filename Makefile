@@ -11,7 +11,9 @@ DEMO_OUT := outputs/demo
 install: $(VENV)/.installed
 
 # The tested versions from the lock file, then this package itself without resolving again.
+# Python 3.11 or newer: the locked numpy, pandas, keras and contourpy have no 3.10 builds.
 $(VENV)/.installed: setup.py requirements.txt requirements-lock.txt
+	@$(PYTHON) -c 'import sys; sys.version_info >= (3, 11) or sys.exit(f"Python 3.11 or newer is needed, but $(PYTHON) is {sys.version.split()[0]}; install one and run: make $(MAKECMDGOALS) PYTHON=python3.11")'
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-lock.txt
@@ -22,7 +24,7 @@ $(VENV)/.installed: setup.py requirements.txt requirements-lock.txt
 lock:
 	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
 	.lock-venv/bin/pip install --quiet --upgrade pip && .lock-venv/bin/pip install --quiet -e ".[test]"
-	{ head -2 requirements-lock.txt; .lock-venv/bin/pip freeze --exclude-editable; } > requirements-lock.txt.new
+	{ grep "^#" requirements-lock.txt; .lock-venv/bin/pip freeze --exclude-editable; } > requirements-lock.txt.new
 	mv requirements-lock.txt.new requirements-lock.txt && rm -rf .lock-venv
 
 $(SAMPLE_DIR)/HAM10000_metadata.csv: | $(VENV)/.installed

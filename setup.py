@@ -16,7 +16,7 @@ setup(
                 "for dermoscopic skin-lesion classification",
     long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
-    python_requires=">=3.10",
+    python_requires=">=3.11",
     package_dir={"": "src"},
     packages=find_packages("src"),
     install_requires=requirements,

@@ -41,7 +41,6 @@ def main(args) -> int:
     for name, part in summary["splits"].items():
         logging.info("%-5s %5d images, %5d lesions, %.1f%% malignant", name, part["images"],
                      part["lesions"], 100 * part["positive_ratio"])
-    logging.info("Wrote %s", summary["split_file"])
     return 0
 
 

@@ -46,7 +46,7 @@ def main(args) -> int:
     run = None if args.model_file else cli.open_run(args)
     default_output = ModelFileLayout(args.model_file).predictions if args.model_file else run.predictions
     output = Path(args.output) if args.output else default_output
-    refuse_overwrite(output, args.force, "Predictions file")
+    refuse_overwrite(output, args.force, "Predictions file", "--output CSV")
     predictor = load_predictor(run, args.model_file and Path(args.model_file))
     logging.info("Model %s", predictor.describe())
     result = infer(predictor, Path(args.input), output, args.batch_size,

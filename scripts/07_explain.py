@@ -36,8 +36,6 @@ def build_parser():
 
 
 def main(args) -> int:
-    import logging
-
     from skin_lesion.errors import ConfigError
     from skin_lesion.explanation.figures import explain_images, explain_test_cases
     from skin_lesion.layout import ModelFileLayout
@@ -49,12 +47,10 @@ def main(args) -> int:
     predictor = load_predictor(run, args.model_file and Path(args.model_file))
     if args.images:
         out_dir = ModelFileLayout(args.model_file).explain_dir if args.model_file else run.explain_dir
-        listing = explain_images(predictor, [Path(p) for p in args.images], out_dir, args.method,
-                                 args.metadata and Path(args.metadata), args.force)
+        explain_images(predictor, [Path(p) for p in args.images], out_dir, args.method,
+                       args.metadata and Path(args.metadata), args.force)
     else:
-        out_dir = run.explain_dir
-        listing = explain_test_cases(run, predictor, args.method, args.per_group, args.force)
-    logging.info("Wrote %d explanation(s) and their grids to %s", len(listing), out_dir)
+        explain_test_cases(run, predictor, args.method, args.per_group, args.force)
     return 0
 
 

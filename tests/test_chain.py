@@ -73,6 +73,7 @@ def test_tune_threshold_reads_validation_only(chain, tmp_path):
         assert (run / "plots" / plot).stat().st_size > 0
     again = run_script("04_tune_threshold.py", "--run-dir", run, check=False)
     assert again.returncode == 2 and "--force" in again.stderr
+    assert "elsewhere" not in again.stderr  # the step has no other location to offer
 
 
 @pytest.fixture(scope="module")
@@ -177,7 +178,7 @@ def test_infer_csv_list_and_single_image(evaluated, tmp_path):
     assert single["malignant_score"].iloc[0] == pytest.approx(float(listed["malignant_score"].iloc[0]), abs=1e-6)
     refused = run_script("06_infer.py", tmp_path / "list.csv", "--outputs-dir", outputs, "--output",
                          tmp_path / "a.csv", check=False)
-    assert refused.returncode == 2 and "--force" in refused.stderr
+    assert refused.returncode == 2 and "--force" in refused.stderr and "--output CSV" in refused.stderr
 
 
 def test_multiclass_chain_without_threshold(sample_dir, tmp_path):
@@ -255,6 +256,9 @@ def test_model_files_that_cannot_be_loaded_are_named(tmp_path, sample_dir):
     (tmp_path / "notes.h5").write_text("not a model")
     result = run_script("06_infer.py", image, "--model-file", tmp_path / "notes.h5", check=False)
     assert result.returncode == 2 and str(tmp_path / "notes.h5") in result.stderr
+    result = run_script("06_infer.py", image, "--model-file", tmp_path / "missing.h5", check=False)
+    assert result.returncode == 2 and f"--model-file {tmp_path / 'missing.h5'}: no such file" in result.stderr
+    assert "run completed" not in result.stderr  # a copied model has no run to complete
 
 
 def test_missing_run_is_explained(tmp_path):

@@ -87,7 +87,7 @@ def test_explain_writes_grids_and_the_heat_is_on_the_lesions(trained):
     outputs, run = trained
     result = run_script("07_explain.py", "--outputs-dir", outputs)
     listing = pd.read_csv(run / "explain/gradcam_test_cases.csv", keep_default_na=False)
-    assert "Wrote" in result.stderr and set(listing["group"]) <= {"true_positive", "false_positive",
+    assert "Explained" in result.stderr and set(listing["group"]) <= {"true_positive", "false_positive",
                                                                  "false_negative", "true_negative"}
     for group in set(listing["group"]):
         assert (run / f"explain/gradcam_{group}.png").stat().st_size > 10_000
@@ -117,14 +117,16 @@ def test_explain_chosen_images_and_refuse_to_overwrite(trained, sample_dir, tmp_
     outputs, run = trained
     images = sorted((sample_dir / "HAM10000_images_part_1").iterdir())[:3]
     (tmp_path / "broken.jpg").write_text("not an image")
-    run_script("07_explain.py", "--outputs-dir", outputs, "--images", *images, tmp_path / "broken.jpg",
-               "--method", "saliency")
+    result = run_script("07_explain.py", "--outputs-dir", outputs, "--images", *images, tmp_path / "broken.jpg",
+                        "--method", "saliency", "--metadata", sample_dir / "HAM10000_metadata.csv")
     listing = pd.read_csv(run / "explain/saliency_chosen.csv", keep_default_na=False)
     assert list(listing["image_path"]) == [str(p) for p in images]
+    assert listing["dx"].ne("").all()  # the metadata names each image's diagnosis: the caption shows it
+    assert result.stderr.count("Explained 3 image(s)") == 1 and "Wrote" not in result.stderr
     assert (run / "explain/saliency_chosen.png").is_file()
     again = run_script("07_explain.py", "--outputs-dir", outputs, "--images", images[0], "--method",
                        "saliency", check=False)
-    assert again.returncode == 2 and "--force" in again.stderr
+    assert again.returncode == 2 and "--force" in again.stderr and "elsewhere" not in again.stderr
 
 
 def test_seven_class_cases_follow_the_top_class_decision_not_the_argmax():

@@ -71,10 +71,10 @@ def test_split_refuses_to_replace_a_different_split(sample_dir, tmp_path):
     run_script("02_prepare_split.py", "--data-dir", sample_dir, "--out-dir", out)
     before = (out / "split.csv").read_bytes()
     again = run_script("02_prepare_split.py", "--data-dir", sample_dir, "--out-dir", out)
-    assert "already this split" in again.stderr
+    assert "already this split" in again.stderr and "Wrote" not in again.stderr
     refused = run_script("02_prepare_split.py", "--data-dir", sample_dir, "--out-dir", out,
                          "--seed", "7", check=False)
-    assert refused.returncode == 2 and "--force" in refused.stderr
+    assert refused.returncode == 2 and "--force" in refused.stderr and "--out-dir DIR" in refused.stderr
     assert (out / "split.csv").read_bytes() == before
     run_script("02_prepare_split.py", "--data-dir", sample_dir, "--out-dir", out, "--seed", "7", "--force")
     assert (out / "split.csv").read_bytes() != before

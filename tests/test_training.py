@@ -100,6 +100,9 @@ def test_console_shows_one_readable_line_per_epoch_and_run_log_keeps_it(binary_r
     run_log = ((outputs / "latest").resolve() / "run.log").read_text()
     for line in lines + [line for line in result.stderr.splitlines() if line.startswith("Run complete")]:
         assert line in run_log
+    # Between the last epoch and "Run complete" the console says what the run is doing.
+    after = run_log.split(lines[-1], 1)[1].split("Run complete", 1)[0]
+    assert "scoring the" in after and "validation images" in after and "Calibration fitted (platt)" in after
 
 
 def test_tensorboard_steps_count_epochs_from_one_with_the_epochs_learning_rate(binary_run):

@@ -33,13 +33,12 @@ def current_umask() -> int:
 UMASK = current_umask()
 
 
-def refuse_overwrite(path: Path, force: bool, what: str = "file") -> None:
-    """Raise OverwriteError if ``path`` exists and ``force`` is false."""
+def refuse_overwrite(path: Path, force: bool, what: str = "file", elsewhere: str = "") -> None:
+    """Raise OverwriteError if ``path`` exists and ``force`` is false; the message names the
+    flag that writes elsewhere (``elsewhere``, e.g. ``--output CSV``) where the step has one."""
     if Path(path).exists() and not force:
-        raise OverwriteError(
-            f"{what} {path} already exists; pass --force to replace it, "
-            "or choose another output location."
-        )
+        other = f", or write elsewhere with {elsewhere}" if elsewhere else ""
+        raise OverwriteError(f"{what} {path} already exists; pass --force to replace it{other}.")
 
 
 @contextlib.contextmanager

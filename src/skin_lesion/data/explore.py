@@ -493,7 +493,7 @@ def write_report(dataset: Dataset, out_dir: Path, split: pd.DataFrame | None = N
     if out_dir.exists() and not out_dir.is_dir():
         raise ConfigError(f"--out-dir {out_dir} is a file; pass a folder for the report.")
     report = out_dir / REPORT_FILE
-    refuse_overwrite(report, force, "Report")
+    refuse_overwrite(report, force, "Report", "--out-dir DIR")
     if split is None and dataset.table["split"].ne("").any():
         split, split_source = dataset.table, "the layout's split folders"
     log.info("Reading the sizes of %d images", len(dataset.table))

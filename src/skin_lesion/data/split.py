@@ -290,7 +290,8 @@ def write_split(dataset: Dataset, out_dir: Path, kind: str, ratios=SPLIT_RATIOS,
     if split_file.is_file() and split_file.read_text(encoding="utf-8") == text:
         log.info("%s is already this split; left as it is.", split_file)
     else:
-        refuse_overwrite(split_file, force, "Split file")
+        refuse_overwrite(split_file, force, "Split file", "--out-dir DIR")
         write_text_atomic(split_file, text)
+        log.info("Wrote %s", summary["split_file"])
     write_json_atomic(summary_file, summary)
     return summary

@@ -74,7 +74,8 @@ def list_inputs(source: Path) -> Inputs:
 
 
 def join_metadata(inputs: Inputs, metadata_file: Path) -> pd.DataFrame:
-    """Each input's age, sex and localization from a HAM10000-style file, by image id."""
+    """Each input's age, sex and localization (and diagnosis, where the file has one: explanations
+    show it) from a HAM10000-style file, by image id."""
     text = Path(metadata_file).read_text(encoding="utf-8", errors="replace")
     metadata = pd.read_csv(metadata_file, dtype=str, keep_default_na=False, sep=detect_separator(text))
     if "image_id" not in metadata.columns:
@@ -82,7 +83,7 @@ def join_metadata(inputs: Inputs, metadata_file: Path) -> pd.DataFrame:
                            f"and any of {', '.join(PATIENT_COLUMNS)}.")
     metadata = metadata.drop_duplicates("image_id").set_index("image_id")
     stems = [Path(path).stem for path in inputs.paths]
-    joined = metadata.reindex(stems)[[c for c in PATIENT_COLUMNS if c in metadata.columns]]
+    joined = metadata.reindex(stems)[[c for c in (*PATIENT_COLUMNS, "dx") if c in metadata.columns]]
     unmatched = int(joined.isna().all(axis=1).sum())
     if unmatched:
         log.warning("%d of %d image(s) have no row in %s; they are scored with unknown metadata.",

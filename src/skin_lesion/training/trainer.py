@@ -324,8 +324,11 @@ def finish_run(run: layout.RunLayout, config: TrainConfig, data: TrainingData,
         if model is None:
             raise ConfigError(f"Run {run.root} has no model to finish with; train it again.")
         save_model(model, run.best_model, model_info(config, data.task, data.encoding))
+    log.info("Training done; scoring the %d validation images with the best model for calibration",
+             len(data.val_labels))
     probabilities = save_validation_probabilities(run, config, data)
     calibration = calibrate(run, config, data.task, data.val_labels, probabilities)
+    log.info("Calibration fitted (%s); writing the history plot and the run record", calibration["method"])
     history = history_of(run)
     best = history.loc[history[MONITOR].idxmax()] if history[MONITOR].notna().any() else history.iloc[-1]
     save_figure(training_history_figure(history, int(best["epoch"]), MONITOR), run.plot("training_history"))
