@@ -45,4 +45,4 @@ def main(args) -> int:
 
 
 if __name__ == "__main__":
-    cli.run(build_parser, main)
+    cli.run(build_parser, main, check=cli.open_run)  # a missing run is said before TensorFlow starts

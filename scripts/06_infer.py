@@ -17,6 +17,7 @@ from pathlib import Path
 
 from skin_lesion import cli
 from skin_lesion.defaults import PREDICTION_BATCH
+from skin_lesion.errors import MissingFileError
 from skin_lesion.io_utils import refuse_overwrite
 from skin_lesion.layout import ModelFileLayout
 
@@ -39,17 +40,30 @@ def build_parser():
     return parser
 
 
+def output_path(args) -> Path:
+    """``--output``, else the run's predictions.csv or the one beside the model file."""
+    if args.output:
+        return Path(args.output)
+    return ModelFileLayout(args.model_file).predictions if args.model_file else cli.open_run(args).predictions
+
+
+def check(args) -> None:
+    """Before TensorFlow starts: the input, the model and the output, so a slip costs no wait."""
+    if not Path(args.input).exists():
+        raise MissingFileError(f"Input {args.input} does not exist; give an image, a folder or a CSV of paths.")
+    if args.model_file:
+        ModelFileLayout(args.model_file).require()
+    refuse_overwrite(output_path(args), args.force, "Predictions file", "--output CSV")
+
+
 def main(args) -> int:
     from skin_lesion.serving.inference import infer
     from skin_lesion.serving.predictor import load_predictor
 
     run = None if args.model_file else cli.open_run(args)
-    default_output = ModelFileLayout(args.model_file).predictions if args.model_file else run.predictions
-    output = Path(args.output) if args.output else default_output
-    refuse_overwrite(output, args.force, "Predictions file", "--output CSV")
     predictor = load_predictor(run, args.model_file and Path(args.model_file))
     logging.info("Model %s", predictor.describe())
-    result = infer(predictor, Path(args.input), output, args.batch_size,
+    result = infer(predictor, Path(args.input), output_path(args), args.batch_size,
                    args.metadata and Path(args.metadata))
     logging.info("Scored %d file(s): %d malignant at threshold %.4f, %d error(s) -> %s",
                  result["images"], result["malignant"], result["threshold"], result["errors"],
@@ -58,4 +72,4 @@ def main(args) -> int:
 
 
 if __name__ == "__main__":
-    cli.run(build_parser, main)
+    cli.run(build_parser, main, check=check)

@@ -14,6 +14,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from skin_lesion import cli
+from skin_lesion.errors import ConfigError
+from skin_lesion.layout import ModelFileLayout
 
 METHODS = ("gradcam", "saliency")
 
@@ -35,14 +37,20 @@ def build_parser():
     return parser
 
 
-def main(args) -> int:
-    from skin_lesion.errors import ConfigError
-    from skin_lesion.explanation.figures import explain_images, explain_test_cases
-    from skin_lesion.layout import ModelFileLayout
-    from skin_lesion.serving.predictor import load_predictor
-
+def check(args) -> None:
+    """Before TensorFlow starts: what to explain and with which model."""
     if args.model_file and not args.images:
         raise ConfigError("--model-file has no test split of its own: give the images to explain with --images.")
+    if args.model_file:
+        ModelFileLayout(args.model_file).require()
+    else:
+        cli.open_run(args)
+
+
+def main(args) -> int:
+    from skin_lesion.explanation.figures import explain_images, explain_test_cases
+    from skin_lesion.serving.predictor import load_predictor
+
     run = None if args.model_file else cli.open_run(args)
     predictor = load_predictor(run, args.model_file and Path(args.model_file))
     if args.images:
@@ -55,4 +63,4 @@ def main(args) -> int:
 
 
 if __name__ == "__main__":
-    cli.run(build_parser, main)
+    cli.run(build_parser, main, check=check)

@@ -173,9 +173,12 @@ def test_infer_csv_list_and_single_image(evaluated, tmp_path):
     run_script("06_infer.py", tmp_path / "list.csv", "--outputs-dir", outputs, "--output", tmp_path / "a.csv")
     listed = pd.read_csv(tmp_path / "a.csv", keep_default_na=False)
     assert len(listed) == 5 and "No such file" in listed["error"].iloc[-1]
-    run_script("06_infer.py", split["image_path"].iloc[0], "--outputs-dir", outputs, "--output", tmp_path / "b.csv")
+    one = run_script("06_infer.py", split["image_path"].iloc[0], "--outputs-dir", outputs,
+                     "--output", tmp_path / "b.csv")
     single = pd.read_csv(tmp_path / "b.csv")
     assert single["malignant_score"].iloc[0] == pytest.approx(float(listed["malignant_score"].iloc[0]), abs=1e-6)
+    name, score, label = Path(single["path"].iloc[0]).name, single["malignant_score"].iloc[0], single["label"].iloc[0]
+    assert f"{name}: malignant score {score:.3f} -> {label} (threshold" in one.stderr  # one image: said on the console
     refused = run_script("06_infer.py", tmp_path / "list.csv", "--outputs-dir", outputs, "--output",
                          tmp_path / "a.csv", check=False)
     assert refused.returncode == 2 and "--force" in refused.stderr and "--output CSV" in refused.stderr

@@ -88,12 +88,14 @@ NOISE = ("absl::InitializeLog", "oneDNN", "cuInit", "cuda", "cpu_feature_guard",
 
 def test_tensorflow_start_up_is_quiet_and_debug_shows_it(tmp_path):
     env = {key: value for key, value in os.environ.items() if key != "TF_CPP_MIN_LOG_LEVEL"}
-    result = subprocess.run([sys.executable, str(SCRIPTS / "05_evaluate.py"), "--outputs-dir", str(tmp_path)],
-                            cwd=REPO, capture_output=True, text=True, env=env)
+    (tmp_path / "notes.h5").write_text("not a model")  # passes the early checks, fails to load
+    command = [sys.executable, str(SCRIPTS / "07_explain.py"), "--model-file", str(tmp_path / "notes.h5"),
+               "--images", str(tmp_path)]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, env=env)
     assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert "Cannot load the model file" in result.stderr or "not an HDF5" in result.stderr, result.stderr
     assert not [word for word in NOISE if word in result.stderr]
-    debug = subprocess.run([sys.executable, str(SCRIPTS / "05_evaluate.py"), "--outputs-dir", str(tmp_path),
-                            "--debug"], cwd=REPO, capture_output=True, text=True, env=env)
+    debug = subprocess.run([*command, "--debug"], cwd=REPO, capture_output=True, text=True, env=env)
     assert "TensorFlow start-up messages" in debug.stderr
 
 
@@ -104,3 +106,31 @@ def test_written_files_follow_the_umask(sample_dir, tmp_path):
     subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, check=False)
     modes = {path.name: stat.S_IMODE(path.stat().st_mode) for path in (tmp_path / "split").iterdir()}
     assert modes == {"split.csv": 0o644, "split_summary.json": 0o644}
+
+
+CHECKED_WITHOUT_TENSORFLOW = """
+import runpy, sys
+sys.argv = sys.argv[1:]
+try:
+    runpy.run_path(sys.argv[0], run_name="__main__")
+except SystemExit as exit:
+    print("EXIT", exit.code)
+print("TENSORFLOW", "tensorflow" in sys.modules)
+"""
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["05_evaluate.py", "--outputs-dir", "{tmp}/nowhere"], "No training run at"),
+    (["06_infer.py", "{tmp}/missing.jpg", "--outputs-dir", "{tmp}"], "Input {tmp}/missing.jpg does not exist"),
+    (["06_infer.py", "{tmp}", "--model-file", "{tmp}/gone.h5"], "--model-file {tmp}/gone.h5: no such file"),
+    (["07_explain.py", "--model-file", "{tmp}/gone.h5"], "--model-file has no test split of its own"),
+    (["07_explain.py", "--model-file", "{tmp}/gone.h5", "--images", "{tmp}"],
+     "--model-file {tmp}/gone.h5: no such"),
+], ids=lambda value: value[0] if isinstance(value, list) else "")
+def test_mistakes_are_named_before_tensorflow_starts(arguments, message, tmp_path):
+    """A missing run, input or model file costs no TensorFlow start-up (seconds) to learn about."""
+    arguments = [argument.format(tmp=tmp_path) for argument in arguments]
+    result = subprocess.run([sys.executable, "-c", CHECKED_WITHOUT_TENSORFLOW, str(SCRIPTS / arguments[0]),
+                             *arguments[1:]], capture_output=True, text=True, cwd=REPO)
+    assert "EXIT 2" in result.stdout and "TENSORFLOW False" in result.stdout, result.stdout + result.stderr
+    assert message.format(tmp=tmp_path) in result.stderr

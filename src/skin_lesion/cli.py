@@ -109,11 +109,14 @@ unit_fraction = bounded_number(float, 0, 1, low_inclusive=False)
 
 def run(build_parser: Callable[[], argparse.ArgumentParser],
         main: Callable[[argparse.Namespace], int | None], tensorflow: bool = True,
-        argv: list[str] | None = None) -> None:
-    """Parse the arguments, start quietly and run ``main``; exit 2 with one line on user errors."""
+        argv: list[str] | None = None, check: Callable[[argparse.Namespace], object] | None = None) -> None:
+    """Parse the arguments, ``check`` them (paths, runs, outputs) before TensorFlow's seconds of
+    start-up, start quietly and run ``main``; exit 2 with one line on user errors."""
     args = build_parser().parse_args(argv)
     setup_logging(args.debug)
     try:
+        if check:
+            check(args)
         if tensorflow:
             start_tensorflow(args.debug)
         code = main(args)

@@ -153,6 +153,13 @@ class ModelFileLayout:
     def __init__(self, model_file: Path):
         self.model_file = Path(model_file)
 
+    def require(self) -> "ModelFileLayout":
+        """This layout, if the model file exists; else an error that says what to pass."""
+        if not self.model_file.is_file():
+            raise MissingFileError(f"--model-file {self.model_file}: no such file. Pass the path of a .h5 "
+                                   "model, such as a run's models/<architecture>_best.h5 or a copy of it.")
+        return self
+
     def found(self, name: str) -> Path | None:
         """``name`` beside the model file or one folder up, where it exists."""
         for folder in (self.model_file.parent, self.model_file.parent.parent):

@@ -132,6 +132,17 @@ def result_row(predictor: Predictor, path: str, probability, score: float, note:
     return row
 
 
+def verdict(row: dict, predictor: Predictor) -> str:
+    """One line for a scored row: ``lesion.jpg: malignant score 0.812 -> malignant (threshold
+    0.724)``, with the top class of a multi-class model, or why the file could not be scored."""
+    name = Path(row["path"]).name
+    if row["error"]:
+        return f"{name}: not scored: {row['error']}"
+    top = "" if predictor.task.is_binary else f", top class {row['top_class']}"
+    return (f"{name}: malignant score {row['malignant_score']:.3f} -> {row['label']} "
+            f"(threshold {predictor.threshold:.4f}){top}")
+
+
 def decided_class(predictor: Predictor, row: dict) -> int:
     """The class a scored row decided, as explanations index it: its top diagnosis for
     multi-class models, 1 (malignant) or 0 (benign) by its label for binary ones."""
@@ -175,5 +186,8 @@ def infer(predictor: Predictor, source: Path, output: Path, batch_size: int = PR
              "DCT-scaled JPEG decode, area resize)", len(inputs.paths), predictor.img_size,
              predictor.img_size)
     rows = predict_paths(predictor, inputs.paths, metadata, batch_size)
+    if len(inputs.paths) == 1:  # one image: its verdict on the console too
+        rows = list(rows)
+        log.info("%s", verdict(rows[0], predictor))
     counts = write_predictions(rows, Path(output), prediction_columns(predictor))
     return {**counts, "threshold": predictor.threshold, "output": str(output)}

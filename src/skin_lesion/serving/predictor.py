@@ -21,7 +21,6 @@ import pandas as pd
 from skin_lesion.data.ham10000 import task_of_outputs, task_of_record
 from skin_lesion.data.metadata import MetadataEncoding
 from skin_lesion.defaults import UNTUNED_THRESHOLD
-from skin_lesion.errors import MissingFileError
 from skin_lesion.io_utils import read_json
 from skin_lesion.layout import ModelFileLayout, RunLayout
 from skin_lesion.model_io import IMAGE_INPUT, METADATA_INPUT
@@ -138,9 +137,7 @@ def from_run(run: RunLayout) -> Predictor:
 def from_model_file(path: Path) -> Predictor:
     """The predictor of a copied ``.h5`` file, with whatever files came with it."""
     path = Path(path)
-    if not path.is_file():
-        raise MissingFileError(f"--model-file {path}: no such file. Pass the path of a .h5 model, "
-                               "such as a run's models/<architecture>_best.h5 or a copy of it.")
+    files = ModelFileLayout(path).require()
     model = load_for_prediction(path)
     info = read_model_info(path) or {}
     task = task_of_record(info, str(path)) if info else task_of_outputs(model.outputs[0].shape[-1], path)
@@ -150,7 +147,6 @@ def from_model_file(path: Path) -> Predictor:
     if len(model.inputs) > 1 and predictor.encoding is None:
         raise ModelFileError(f"{path} has a metadata input but does not say how to encode the "
                              "metadata; use the model file written by scripts/03_train.py.")
-    files = ModelFileLayout(path)
     calibration, threshold = files.calibration, files.threshold
     if calibration:
         predictor.calibration = calibration_for(calibration, task)
