@@ -5,10 +5,12 @@ list of paths.
 Writes a CSV (default <run>/predictions.csv) with one row per file: the path, the calibrated
 malignant score (for multi-class models also each class probability and the top class), the
 label at the tuned threshold (threshold.json; 0.5 with a warning if there is none) and an error
-message for files that cannot be read. The model is a run's best model (--run-dir, default
-outputs/latest) or a copied .h5 file (--model-file; threshold.json and calibration.json are
-used if they lie beside it). Models with a metadata input take age, sex and localization from
-the CSV's columns or from --metadata FILE (joined on image_id = the file name's stem).
+message for files that cannot be read (each named on the console in plain words). Exit status:
+0 when every file was scored, 1 when some could not be, 2 when none could or nothing was done.
+The model is a run's best model (--run-dir, default outputs/latest) or a copied .h5 file
+(--model-file; threshold.json and calibration.json are used if they lie beside it). Models with
+a metadata input take age, sex and localization from the CSV's columns or from --metadata FILE
+(joined on image_id = the file name's stem).
 """
 from __future__ import annotations
 
@@ -57,7 +59,7 @@ def check(args) -> None:
 
 
 def main(args) -> int:
-    from skin_lesion.serving.inference import infer
+    from skin_lesion.serving.inference import exit_status, infer
     from skin_lesion.serving.predictor import load_predictor
 
     run = None if args.model_file else cli.open_run(args)
@@ -66,9 +68,9 @@ def main(args) -> int:
     result = infer(predictor, Path(args.input), output_path(args), args.batch_size,
                    args.metadata and Path(args.metadata))
     logging.info("Scored %d file(s): %d malignant at threshold %.4f, %d error(s) -> %s",
-                 result["images"], result["malignant"], result["threshold"], result["errors"],
-                 result["output"])
-    return 0
+                 result["images"] - result["errors"], result["malignant"], result["threshold"],
+                 result["errors"], result["output"])
+    return exit_status(result)
 
 
 if __name__ == "__main__":

@@ -142,8 +142,9 @@ def test_infer_folder_with_broken_files_matches_evaluate(evaluated, tmp_path):
     (folder / "corrupt.jpg").write_bytes(data[: len(data) // 3])
     (folder / "notes.jpg").write_text("not an image at all")
     (folder / "readme.txt").write_text("a note, not an image")
-    result = run_script("06_infer.py", folder, "--outputs-dir", outputs, "--output", tmp_path / "scores.csv")
-    assert "2 error(s)" in result.stderr
+    result = run_script("06_infer.py", folder, "--outputs-dir", outputs, "--output", tmp_path / "scores.csv",
+                        check=False)
+    assert result.returncode == 1 and "2 error(s)" in result.stderr  # some files could not be scored
     assert "1 file(s) skipped: 1 not a supported image format" in result.stderr and "readme.txt" in result.stderr
     assert "at 48x48, the model's input size" in result.stderr
     scores = pd.read_csv(tmp_path / "scores.csv", keep_default_na=False)
@@ -170,7 +171,9 @@ def test_infer_csv_list_and_single_image(evaluated, tmp_path):
     split = pd.read_csv(split_file).iloc[:4]
     pd.DataFrame({"path": list(split["image_path"]) + [str(tmp_path / "missing.jpg")]}).to_csv(
         tmp_path / "list.csv", index=False)
-    run_script("06_infer.py", tmp_path / "list.csv", "--outputs-dir", outputs, "--output", tmp_path / "a.csv")
+    partly = run_script("06_infer.py", tmp_path / "list.csv", "--outputs-dir", outputs, "--output",
+                        tmp_path / "a.csv", check=False)
+    assert partly.returncode == 1 and "missing.jpg: not scored: file not found" in partly.stderr
     listed = pd.read_csv(tmp_path / "a.csv", keep_default_na=False)
     assert len(listed) == 5 and "No such file" in listed["error"].iloc[-1]
     one = run_script("06_infer.py", split["image_path"].iloc[0], "--outputs-dir", outputs,

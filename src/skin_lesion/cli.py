@@ -49,8 +49,10 @@ def setup_logging(debug: bool = False) -> None:
 
 
 def start_tensorflow(debug: bool = False) -> None:
-    """Import TensorFlow and probe its devices without the start-up noise."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    """Import TensorFlow and probe its devices without the start-up noise. Its C++ log stays off
+    the console (level 3: errors too, such as the decoder's "Premature end of JPEG data", which
+    the steps report in their own words) unless ``debug``."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2" if debug else "3")
     with stderr_captured() as capture:
         import tensorflow as tf
 

@@ -51,13 +51,21 @@ def read_and_decode(path: tf.Tensor, size: tuple[int, int]) -> tf.Tensor:
     return decode_and_resize(tf.io.read_file(path), size)
 
 
+#: What a decoder message means, in plain words (the first pattern found decides).
+PLAIN_REASONS = (("No such file", "file not found"), ("not found", "file not found"),
+                 ("Unknown image file format", "not an image (JPEG, PNG, BMP, GIF or WebP)"),
+                 ("JPEG", "damaged or truncated JPEG"))
+
+
 def decoding_error(path: str, size: tuple[int, int]) -> str:
-    """Why ``path`` cannot be decoded (empty string if it can), in one line."""
+    """Why ``path`` cannot be decoded (empty string if it can), in one line: plain words, then
+    the decoder's own message in parentheses."""
     try:
         read_and_decode(tf.constant(path), size)
     except tf.errors.OpError as error:
-        message = re.sub(r"\{\{function_node [^}]*\}\}|\[Op:.*$", "", error.message, flags=re.S)
-        return message.strip() or type(error).__name__
+        message = re.sub(r"\{\{function_node [^}]*\}\}|\[Op:.*$", "", error.message, flags=re.S).strip()
+        plain = next((reason for pattern, reason in PLAIN_REASONS if pattern in message), "cannot be decoded")
+        return f"{plain} ({message or type(error).__name__})"
     return ""
 
 

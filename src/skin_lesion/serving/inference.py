@@ -31,6 +31,8 @@ from skin_lesion.tasks import BENIGN_MALIGNANT
 log = logging.getLogger(__name__)
 
 PATH_COLUMNS = ("path", "image_path", "filepath", "file")
+#: Files not scored that are named on the console; the rest are counted (all are in the CSV).
+FAILURES_SHOWN = 10
 
 
 @dataclass
@@ -185,9 +187,36 @@ def infer(predictor: Predictor, source: Path, output: Path, batch_size: int = PR
     log.info("Scoring %d file(s) at %dx%d, the model's input size (decoded as in training: "
              "DCT-scaled JPEG decode, area resize)", len(inputs.paths), predictor.img_size,
              predictor.img_size)
-    rows = predict_paths(predictor, inputs.paths, metadata, batch_size)
+    failures: list[dict] = []
+    rows = noting_failures(predict_paths(predictor, inputs.paths, metadata, batch_size), failures)
     if len(inputs.paths) == 1:  # one image: its verdict on the console too
         rows = list(rows)
-        log.info("%s", verdict(rows[0], predictor))
+        if not failures:
+            log.info("%s", verdict(rows[0], predictor))
     counts = write_predictions(rows, Path(output), prediction_columns(predictor))
+    report_failures(failures, predictor, Path(output))
     return {**counts, "threshold": predictor.threshold, "output": str(output)}
+
+
+def exit_status(result: dict) -> int:
+    """The exit status of scoring: 0 every file scored, 1 some could not be, 2 none could (as for
+    any other error a user can fix)."""
+    errors = result["errors"]
+    return 0 if not errors else 2 if errors == result["images"] else 1
+
+
+def noting_failures(rows: Iterator[dict], failures: list[dict]) -> Iterator[dict]:
+    """The rows, passed on as they come; the ones with an error are also kept in ``failures``."""
+    for row in rows:
+        if row["error"]:
+            failures.append(row)
+        yield row
+
+
+def report_failures(failures: list[dict], predictor: Predictor, output: Path) -> None:
+    """One console line per file that could not be scored, up to FAILURES_SHOWN, then a count."""
+    for row in failures[:FAILURES_SHOWN]:
+        log.warning("%s", verdict(row, predictor))
+    if len(failures) > FAILURES_SHOWN:
+        log.warning("... and %d more file(s) not scored; the error column of %s says why.",
+                    len(failures) - FAILURES_SHOWN, output)
