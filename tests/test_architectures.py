@@ -169,6 +169,24 @@ def test_imagenet_download_failure_says_what_to_do(monkeypatch):
     assert "--weights PATH" in str(error.value) and "~/.keras/models" in str(error.value)
 
 
+@pytest.mark.filterwarnings("ignore:`input_shape` is undefined or non-square")
+def test_offline_imagenet_training_stops_before_caching_or_making_a_run_folder(monkeypatch, sample_split, tmp_path):
+    from keras.src.utils import file_utils
+
+    from skin_lesion.training.config import TrainConfig
+    from skin_lesion.training.trainer import train
+
+    def offline(*args, **kwargs):
+        raise Exception("URL fetch failure on https://storage.googleapis.com/...: None -- [Errno -3]")
+
+    monkeypatch.setattr(file_utils, "get_file", offline)
+    config = TrainConfig(architecture="mobilenet_v2", weights="imagenet", split_file=str(sample_split),
+                         outputs_dir=str(tmp_path / "outputs"), img_size=64)
+    with pytest.raises(UserError, match="--weights none"):
+        train(config)
+    assert not (tmp_path / "outputs").exists() or not any((tmp_path / "outputs").iterdir())
+
+
 def test_local_weights_file_is_loaded_into_the_backbone(tmp_path):
     donor = keras.applications.MobileNetV2(include_top=False, weights=None, input_shape=(64, 64, 3))
     randomise_trainable_weights(donor, seed=3)

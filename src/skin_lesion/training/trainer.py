@@ -31,6 +31,7 @@ from skin_lesion.errors import ConfigError
 from skin_lesion.io_utils import atomic_path, read_json, sha256_file, write_json_atomic, write_text_atomic
 from skin_lesion.metrics import score_calibration
 from skin_lesion.models.architectures import get_architecture
+from skin_lesion.models.backbones import make_backbone, resolve_weights
 from skin_lesion.models.calibration import fit_calibration
 from skin_lesion.models.calibration_methods import AUTO, default_method
 from skin_lesion.models.factory import SkinLesionCNN, compile_model, unfreeze_top_layers
@@ -354,10 +355,19 @@ def finish_run(run: layout.RunLayout, config: TrainConfig, data: TrainingData,
              int(best["epoch"]))
 
 
+def fetch_pretrained_weights(config: TrainConfig) -> None:
+    """Load ImageNet weights once (Keras downloads them into ~/.keras/models the first time);
+    a machine without them and without internet fails here, with what to do."""
+    if resolve_weights(config.weights, get_architecture(config.architecture)) == "imagenet":
+        make_backbone(get_architecture(config.architecture), (config.img_size, config.img_size, 3), "imagenet")
+
+
 def prepare(config: TrainConfig, devices: list[str] | None,
             task: Task | None = None) -> tuple[DeviceSetup, TrainingData]:
-    """Devices, precision and seeds first (TensorFlow wants them early), then the data."""
+    """Devices, precision and seeds first (TensorFlow wants them early), the ImageNet weights
+    (so an offline machine says so before any image is cached or run folder made), then the data."""
     setup = configure_devices(config.precision, devices, config.deterministic)
+    fetch_pretrained_weights(config)  # before seeding: the seeded draws stay those of any other run
     keras.utils.set_random_seed(config.seed)  # Python, NumPy and TensorFlow
     return setup, load_training_data(config, task)
 
