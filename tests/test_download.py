@@ -155,5 +155,16 @@ def test_symlink_members_are_refused(tmp_path, kaggle_zip):
 def test_corrupt_zip_is_explained(tmp_path):
     bad = tmp_path / "bad.zip"
     bad.write_bytes(b"this is not a zip")
-    with pytest.raises(DatasetError, match="not a valid zip file"):
+    with pytest.raises(DatasetError, match="not a valid zip file") as error:
         fetch_ham10000(tmp_path / "HAM10000", archive=bad, expected_images=42)
+    assert "delete" not in str(error.value) and "download skin-cancer-mnist-ham10000.zip again" in str(error.value)
+
+
+def test_a_corrupt_download_of_ours_is_to_be_deleted_and_fetched_again(tmp_path):
+    bad = tmp_path / "bad.zip"
+    bad.write_bytes(b"an interrupted download")
+    with pytest.raises(DatasetError, match="not a valid zip file") as error:
+        fetch_ham10000(tmp_path / "data" / "HAM10000", api_factory=lambda: FakeKaggleApi(bad),
+                       environ={"KAGGLE_USERNAME": "u", "KAGGLE_KEY": "k"}, home=tmp_path, expected_images=42)
+    downloaded = tmp_path / "data" / "downloads" / ARCHIVE_NAME
+    assert f"delete {downloaded} (our download) and run scripts/01_download_data.py again" in str(error.value)

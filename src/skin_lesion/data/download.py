@@ -116,10 +116,11 @@ def unsafe_member(name: str) -> bool:
     return path.is_absolute() or ".." in path.parts or (path.parts and ":" in path.parts[0])
 
 
-def extract_archive(archive: Path, destination: Path) -> None:
+def extract_archive(archive: Path, destination: Path, remedy: str) -> None:
     """Extract ``archive`` into ``destination`` member by member, refusing unsafe members.
 
-    Symbolic links (which could point anywhere) are refused as well.
+    Symbolic links (which could point anywhere) are refused as well; ``remedy`` says what to do
+    about an archive that is no zip file.
     """
     try:
         with zipfile.ZipFile(archive) as bundle:
@@ -141,25 +142,26 @@ def extract_archive(archive: Path, destination: Path) -> None:
                 bundle.extract(member, root)
     except zipfile.BadZipFile as error:
         raise DatasetError(
-            f"{archive} is not a valid zip file ({error}); delete it and download it again."
+            f"{archive} is not a valid zip file ({error}); {remedy}."
         ) from error
 
 
 def install_dataset(
-    archive: Path, data_dir: Path, expected_images: int | None = HAM10000_IMAGES
+    archive: Path, data_dir: Path, expected_images: int | None = HAM10000_IMAGES,
+    remedy: str = f"download {ARCHIVE_NAME} again from {KAGGLE_URL}",
 ) -> int:
     """Extract and verify ``archive`` into ``data_dir``; returns the number of images.
 
     Nothing is written to ``data_dir`` unless the extracted data verifies: every metadata row
     has its image and, for the real download, all 10,015 images are there. Problems name the
-    archive and what it lacks, never the temporary folder it was unpacked into.
+    archive and what it lacks, never the temporary folder it was unpacked into; ``remedy`` says
+    what to do (a user's own zip is never to be deleted by our advice).
     """
     archive, data_dir = Path(archive), Path(data_dir)
     if data_dir.exists():
         raise OverwriteError(f"{data_dir} already exists; remove it to extract again.")
-    remedy = f"download {ARCHIVE_NAME} again from {KAGGLE_URL}"
     with staging_dir(data_dir) as staging:
-        extract_archive(archive, staging)
+        extract_archive(archive, staging, remedy)
         if find_metadata(staging) is None:
             top = sorted(path.name for path in staging.iterdir())
             raise DatasetError(
@@ -216,8 +218,11 @@ def fetch_ham10000(
         return count
     if archive is None:
         archive = download_archive(data_dir.parent / "downloads", api_factory, environ, home)
+        count = install_dataset(archive, data_dir, expected_images,
+                                f"delete {archive} (our download) and run scripts/01_download_data.py again")
     elif not Path(archive).is_file():
         raise MissingFileError(f"--from-zip: {archive} does not exist.")
-    count = install_dataset(archive, data_dir, expected_images)
+    else:
+        count = install_dataset(archive, data_dir, expected_images)
     log.info("HAM10000 is ready in %s (%d images).", data_dir, count)
     return count
