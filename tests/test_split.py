@@ -76,6 +76,10 @@ def test_split_refuses_to_replace_a_different_split(sample_dir, tmp_path):
                          "--seed", "7", check=False)
     assert refused.returncode == 2 and "--force" in refused.stderr and "--out-dir DIR" in refused.stderr
     assert (out / "split.csv").read_bytes() == before
+    other_task = run_script("02_prepare_split.py", "--data-dir", sample_dir, "--out-dir", out,
+                            "--task", "multiclass", check=False)
+    assert other_task.returncode == 2 and "03_train.py --task multiclass trains on it as it is" in other_task.stderr
+    assert (out / "split.csv").read_bytes() == before
     run_script("02_prepare_split.py", "--data-dir", sample_dir, "--out-dir", out, "--seed", "7", "--force")
     assert (out / "split.csv").read_bytes() != before
     assert not [p for p in out.iterdir() if p.name.startswith(".")], "temporary file left behind"

@@ -25,7 +25,7 @@ from skin_lesion.data.dataset import PATIENT_COLUMNS, Dataset, lesions_with_seve
 from skin_lesion.data.files import list_some
 from skin_lesion.data.ham10000 import label_space_of
 from skin_lesion.defaults import SPLIT_RATIOS, SPLIT_SEED
-from skin_lesion.errors import ConfigError, DatasetError, MissingFileError
+from skin_lesion.errors import ConfigError, DatasetError, MissingFileError, OverwriteError
 from skin_lesion.io_utils import read_json, refuse_overwrite, write_json_atomic, write_text_atomic
 from skin_lesion.tasks import LabelSpace, Task
 
@@ -202,6 +202,12 @@ def class_weights(labels: np.ndarray, task: Task) -> dict[int, float]:
     return {int(label): float(weight) for label, weight in zip(classes, weights)}
 
 
+def same_lesions(table: pd.DataFrame, other: pd.DataFrame) -> bool:
+    """The same images in the same splits, whatever their labels say (another task's split)."""
+    columns = [column for column in SPLIT_COLUMNS if column != "label"]
+    return table[columns].astype(str).reset_index(drop=True).equals(other[columns].astype(str).reset_index(drop=True))
+
+
 def split_csv_text(table: pd.DataFrame) -> str:
     """The split table as CSV text; identical tables give identical bytes."""
     buffer = io.StringIO()
@@ -290,6 +296,11 @@ def write_split(dataset: Dataset, out_dir: Path, kind: str, ratios=SPLIT_RATIOS,
     if split_file.is_file() and split_file.read_text(encoding="utf-8") == text:
         log.info("%s is already this split; left as it is.", split_file)
     else:
+        if not force and split_file.is_file() and same_lesions(read_split(split_file), split.table):
+            raise OverwriteError(
+                f"Split file {split_file} already holds these lesions in these splits, labelled for "
+                f"another task; 03_train.py --task {kind} trains on it as it is (labels come from dx). "
+                "Pass --force to relabel it, or write elsewhere with --out-dir DIR.")
         refuse_overwrite(split_file, force, "Split file", "--out-dir DIR")
         write_text_atomic(split_file, text)
         log.info("Wrote %s", summary["split_file"])
