@@ -168,3 +168,15 @@ def test_a_corrupt_download_of_ours_is_to_be_deleted_and_fetched_again(tmp_path)
                        environ={"KAGGLE_USERNAME": "u", "KAGGLE_KEY": "k"}, home=tmp_path, expected_images=42)
     downloaded = tmp_path / "data" / "downloads" / ARCHIVE_NAME
     assert f"delete {downloaded} (our download) and run scripts/01_download_data.py again" in str(error.value)
+
+
+def test_warnings_about_an_archive_name_the_archive_not_the_hidden_folder(tmp_path, caplog):
+    source = make_kaggle_folder(tmp_path / "src", balanced_rows(lesions_per_class=10))
+    images = sorted(source.rglob("*.jpg"))
+    (source / "HAM10000_images_part_1" / "EXTRA_1.jpg").write_bytes(images[1].read_bytes())  # unlisted
+    images[0].unlink()  # one of 70 missing: a warning, then the incomplete archive is refused
+    archive = zip_folder(source, tmp_path / "mine.zip")
+    with caplog.at_level("WARNING"), pytest.raises(DatasetError, match="missing from the archive"):
+        fetch_ham10000(tmp_path / "HAM10000", archive=archive, expected_images=None)
+    assert "not listed in" in caplog.text and str(archive) in caplog.text
+    assert ".HAM10000" not in caplog.text  # the staging folder the archive was unpacked into

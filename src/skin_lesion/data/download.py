@@ -7,13 +7,15 @@ outside the destination, into a temporary folder that is renamed into place once
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import tempfile
 import zipfile
 from pathlib import Path, PurePosixPath
-from typing import Callable, Mapping
+from typing import Callable, Iterator, Mapping
 
+from skin_lesion.data import dataset as dataset_module
 from skin_lesion.data.dataset import METADATA_FILE, find_metadata, load_dataset
 from skin_lesion.data.files import list_some
 from skin_lesion.errors import DatasetError, MissingFileError, OverwriteError, UserError
@@ -146,6 +148,27 @@ def extract_archive(archive: Path, destination: Path, remedy: str) -> None:
         ) from error
 
 
+def in_archive_terms(text: str, staging: Path, archive: Path) -> str:
+    """``text`` with paths in the hidden staging folder named as members of the archive."""
+    return text.replace(f"{staging}{os.sep}", f"{archive}:").replace(str(staging), str(archive))
+
+
+@contextlib.contextmanager
+def archive_terms_in_logs(staging: Path, archive: Path) -> Iterator[None]:
+    """While an archive is checked in its staging folder, the dataset reader's warnings name the
+    archive (the user's file), not the hidden folder that is about to disappear."""
+    def rename(record: logging.LogRecord) -> bool:
+        record.msg, record.args = in_archive_terms(record.getMessage(), staging, archive), ()
+        return True
+
+    reader = logging.getLogger(dataset_module.__name__)
+    reader.addFilter(rename)
+    try:
+        yield
+    finally:
+        reader.removeFilter(rename)
+
+
 def install_dataset(
     archive: Path, data_dir: Path, expected_images: int | None = HAM10000_IMAGES,
     remedy: str = f"download {ARCHIVE_NAME} again from {KAGGLE_URL}",
@@ -160,7 +183,7 @@ def install_dataset(
     archive, data_dir = Path(archive), Path(data_dir)
     if data_dir.exists():
         raise OverwriteError(f"{data_dir} already exists; remove it to extract again.")
-    with staging_dir(data_dir) as staging:
+    with staging_dir(data_dir) as staging, archive_terms_in_logs(staging, archive):
         extract_archive(archive, staging, remedy)
         if find_metadata(staging) is None:
             top = sorted(path.name for path in staging.iterdir())
@@ -171,8 +194,7 @@ def install_dataset(
         try:
             count = verify_dataset(staging, expected_images, f"the archive {archive}", remedy)
         except DatasetError as error:
-            message = str(error).replace(f"{staging}{os.sep}", f"{archive}:").replace(str(staging), str(archive))
-            raise DatasetError(message) from None
+            raise DatasetError(in_archive_terms(str(error), staging, archive)) from None
     return count
 
 
