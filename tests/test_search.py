@@ -73,7 +73,7 @@ def test_a_killed_search_resumes_keeps_its_finished_trial_and_its_best_settings_
 
     result = run_script("search_hparams.py", "--split-file", split, "--outputs-dir", tmp_path, *BASE,
                         "--trials", 3, "--study-name", "study")
-    assert "1 trial(s) finished, 2 to run" in result.stderr
+    assert "1 trial(s) finished, 2 to run" in result.stderr and "ExperimentalWarning" not in result.stderr
     trials = optuna.load_study(study_name="study", storage=storage).trials
     assert trials[0].value == first.value and trials[0].params == first.params
     complete = [trial for trial in trials if trial.state == optuna.trial.TrialState.COMPLETE]

@@ -140,7 +140,9 @@ def mark_pruned(study_dir: Path, number: int) -> None:
 def open_study(name: str, storage: str, pruner: optuna.pruners.BasePruner | None = None) -> optuna.Study:
     """Create the study or load it to go on; heartbeats let a new process fail trials whose
     process died (killed or crashed) instead of waiting for them forever."""
-    database = optuna.storages.RDBStorage(storage, heartbeat_interval=30, grace_period=90)
+    with warnings.catch_warnings():  # heartbeats are marked experimental: no console noise for it
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        database = optuna.storages.RDBStorage(storage, heartbeat_interval=30, grace_period=90)
     return optuna.create_study(
         study_name=name, storage=database, direction="maximize", load_if_exists=True,
         sampler=optuna.samplers.TPESampler(seed=0, n_startup_trials=STARTUP_TRIALS),
