@@ -1,16 +1,13 @@
 #!/usr/bin/env python
-"""Score new images with a trained model: one image, a folder (with its subfolders), or a CSV
-list of paths.
+"""Score new images with a trained model: one image, a folder (subfolders too) or a CSV of paths.
 
-Writes a CSV (default <run>/predictions.csv) with one row per file: the path, the calibrated
-malignant score (for multi-class models also each class probability and the top class), the
-label at the tuned threshold (threshold.json; 0.5 with a warning if there is none) and an error
-message for files that cannot be read (each named on the console in plain words). Exit status:
-0 when every file was scored, 1 when some could not be, 2 when none could or nothing was done.
-The model is a run's best model (--run-dir, default outputs/latest) or a copied .h5 file
-(--model-file; threshold.json and calibration.json are used if they lie beside it). Models with
-a metadata input take age, sex and localization from the CSV's columns or from --metadata FILE
-(joined on image_id = the file name's stem).
+One image: its score and label on the console (a CSV only with --output). A folder or list: a
+CSV (default <run>/predictions.csv), one row per file with the calibrated malignant score (and
+class probabilities for multi-class models), the label at the tuned threshold (threshold.json;
+0.5 with a warning if none) and why a file could not be read (also named on the console).
+Exit status: 0 every file scored, 1 some could not be, 2 none could or nothing was done.
+--model-file scores with a copied .h5 (using threshold.json and calibration.json beside it; CSV
+in <outputs-dir>/model_files/<model name>/). Metadata models: age, sex, site from --metadata.
 """
 from __future__ import annotations
 
@@ -31,22 +28,24 @@ def build_parser():
     parser.add_argument("--model-file", metavar="H5",
                         help="score with this .h5 model file instead of a run's best model")
     parser.add_argument("--metadata", metavar="CSV",
-                        help="HAM10000-style metadata (image_id, age, sex, localization) for models "
-                             "that use it")
+                        help="image_id, age, sex, localization per image, for models that use them")
     parser.add_argument("--output", metavar="CSV",
-                        help="CSV to write (default: <run>/predictions.csv, or predictions.csv "
-                             "beside --model-file)")
+                        help="CSV to write (default: none for one image, else the run's or the model "
+                             "file's predictions.csv)")
     parser.add_argument("--batch-size", type=cli.positive_int, default=PREDICTION_BATCH,
                         help="images decoded and scored at a time (default: %(default)s)")
     parser.add_argument("--force", action="store_true", help="replace an existing output file")
     return parser
 
 
-def output_path(args) -> Path:
-    """``--output``, else the run's predictions.csv or the one beside the model file."""
-    if args.output:
-        return Path(args.output)
-    return ModelFileLayout(args.model_file).predictions if args.model_file else cli.open_run(args).predictions
+def output_path(args) -> Path | None:
+    """``--output``; else none for one image (the console shows its verdict), or the run's or
+    the model file's predictions.csv."""
+    if args.output or (Path(args.input).is_file() and Path(args.input).suffix.lower() != ".csv"):
+        return args.output and Path(args.output)
+    if args.model_file:
+        return ModelFileLayout(args.model_file, args.outputs_dir).predictions
+    return cli.open_run(args).predictions
 
 
 def check(args) -> None:
@@ -55,7 +54,10 @@ def check(args) -> None:
         raise MissingFileError(f"Input {args.input} does not exist; give an image, a folder or a CSV of paths.")
     if args.model_file:
         ModelFileLayout(args.model_file).require()
-    refuse_overwrite(output_path(args), args.force, "Predictions file", "--output CSV")
+    else:
+        cli.open_run(args)
+    if output := output_path(args):
+        refuse_overwrite(output, args.force, "Predictions file", "--output CSV")
 
 
 def main(args) -> int:
@@ -67,9 +69,10 @@ def main(args) -> int:
     logging.info("Model %s", predictor.describe())
     result = infer(predictor, Path(args.input), output_path(args), args.batch_size,
                    args.metadata and Path(args.metadata))
-    logging.info("Scored %d file(s): %d malignant at threshold %.4f, %d error(s) -> %s",
-                 result["images"] - result["errors"], result["malignant"], result["threshold"],
-                 result["errors"], result["output"])
+    if result["output"]:
+        logging.info("Scored %d file(s): %d malignant at threshold %.4f, %d error(s) -> %s",
+                     result["images"] - result["errors"], result["malignant"], result["threshold"],
+                     result["errors"], result["output"])
     return exit_status(result)
 
 

@@ -6,8 +6,8 @@ most confident true positives, false positives, false negatives and true negativ
 threshold, for multi-class models the most confident correct and wrong predictions per diagnosis —
 into <run>/explain/: one grid per group (image | heatmap, with the true label, the score and
 the threshold), one PNG per image and a CSV listing them. --images explains chosen files,
-folders or CSV lists instead (as 06_infer.py reads them); --model-file explains with a copied
-.h5 file (output beside it in explain/).
+folders or CSV lists instead (as 06_infer.py reads them), into --out-dir if given; --model-file
+explains with a copied .h5 file (into <outputs-dir>/model_files/<model name>/explain/).
 """
 from __future__ import annotations
 
@@ -33,6 +33,8 @@ def build_parser():
                              "gradients) (default: %(default)s)")
     parser.add_argument("--per-group", type=cli.positive_int, default=4,
                         help="test images explained per group (default: %(default)s)")
+    parser.add_argument("--out-dir", metavar="DIR",
+                        help="folder for explanations of --images (default: the run's or the model file's explain/)")
     parser.add_argument("--force", action="store_true", help="replace earlier explanations")
     return parser
 
@@ -41,10 +43,19 @@ def check(args) -> None:
     """Before TensorFlow starts: what to explain and with which model."""
     if args.model_file and not args.images:
         raise ConfigError("--model-file has no test split of its own: give the images to explain with --images.")
+    if args.out_dir and not args.images:
+        raise ConfigError("--out-dir is for --images; the test cases are explained into <run>/explain/.")
     if args.model_file:
         ModelFileLayout(args.model_file).require()
     else:
         cli.open_run(args)
+
+
+def images_out_dir(args, run) -> Path:
+    """Where explanations of --images go: --out-dir, else the run's or the model file's explain/."""
+    if args.out_dir:
+        return Path(args.out_dir)
+    return ModelFileLayout(args.model_file, args.outputs_dir).explain_dir if args.model_file else run.explain_dir
 
 
 def main(args) -> int:
@@ -54,8 +65,7 @@ def main(args) -> int:
     run = None if args.model_file else cli.open_run(args)
     predictor = load_predictor(run, args.model_file and Path(args.model_file))
     if args.images:
-        out_dir = ModelFileLayout(args.model_file).explain_dir if args.model_file else run.explain_dir
-        explain_images(predictor, [Path(p) for p in args.images], out_dir, args.method,
+        explain_images(predictor, [Path(p) for p in args.images], images_out_dir(args, run), args.method,
                        args.metadata and Path(args.metadata), args.force)
     else:
         explain_test_cases(run, predictor, args.method, args.per_group, args.force)

@@ -181,7 +181,11 @@ def test_infer_csv_list_and_single_image(evaluated, tmp_path):
     single = pd.read_csv(tmp_path / "b.csv")
     assert single["malignant_score"].iloc[0] == pytest.approx(float(listed["malignant_score"].iloc[0]), abs=1e-6)
     name, score, label = Path(single["path"].iloc[0]).name, single["malignant_score"].iloc[0], single["label"].iloc[0]
-    assert f"{name}: malignant score {score:.3f} -> {label} (threshold" in one.stderr  # one image: said on the console
+    verdict = f"{name}: malignant score {score:.3f} -> {label} (threshold"
+    assert verdict in one.stderr  # one image: said on the console
+    for _ in range(2):  # without --output: the verdict only, no CSV, so asking again is never refused
+        quiet = run_script("06_infer.py", split["image_path"].iloc[0], "--outputs-dir", outputs)
+        assert verdict in quiet.stderr and "->" not in quiet.stderr.replace(verdict, "")
     refused = run_script("06_infer.py", tmp_path / "list.csv", "--outputs-dir", outputs, "--output",
                          tmp_path / "a.csv", check=False)
     assert refused.returncode == 2 and "--force" in refused.stderr and "--output CSV" in refused.stderr
@@ -234,12 +238,16 @@ def test_a_copied_model_file_scores_like_its_run(evaluated, tmp_path):
     copied = tmp_path / "models_from_elsewhere"
     copied.mkdir()
     shutil.copy(run / "models/vgg_scratch_best.h5", copied / "lesions.h5")
-    alone = run_script("06_infer.py", image["image_path"], "--model-file", copied / "lesions.h5")
+    alone = run_script("06_infer.py", image["image_path"], "--model-file", copied / "lesions.h5",
+                       "--outputs-dir", tmp_path / "outputs")
     assert "No threshold.json beside the model" in alone.stderr and "No calibration.json" in alone.stderr
     for name in ("threshold.json", "calibration.json"):
         shutil.copy(run / name, copied / name)
-    run_script("06_infer.py", image["image_path"], "--model-file", copied / "lesions.h5", "--force")
-    scored = pd.read_csv(copied / "predictions.csv")
+    pd.DataFrame({"path": [image["image_path"]]}).to_csv(tmp_path / "one.csv", index=False)
+    run_script("06_infer.py", tmp_path / "one.csv", "--model-file", copied / "lesions.h5",
+               "--outputs-dir", tmp_path / "outputs")
+    assert sorted(path.name for path in copied.iterdir()) == ["calibration.json", "lesions.h5", "threshold.json"]
+    scored = pd.read_csv(tmp_path / "outputs/model_files/lesions/predictions.csv")
     assert scored["malignant_score"].iloc[0] == pytest.approx(image["malignant_score"], abs=1e-6)
     assert (scored["label"].iloc[0] == "malignant") == bool(image["malignant@tuned"])
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import cv2
 import keras
@@ -126,7 +127,14 @@ def test_explain_chosen_images_and_refuse_to_overwrite(trained, sample_dir, tmp_
     assert (run / "explain/saliency_chosen.png").is_file()
     again = run_script("07_explain.py", "--outputs-dir", outputs, "--images", images[0], "--method",
                        "saliency", check=False)
-    assert again.returncode == 2 and "--force" in again.stderr and "elsewhere" not in again.stderr
+    assert again.returncode == 2 and "--force" in again.stderr and "elsewhere with --out-dir DIR" in again.stderr
+    twin = tmp_path / "elsewhere" / images[0].name  # the same file name in another folder
+    twin.parent.mkdir()
+    shutil.copy(images[1], twin)
+    run_script("07_explain.py", "--outputs-dir", outputs, "--images", images[0], twin, "--method", "saliency",
+               "--out-dir", tmp_path / "chosen")
+    pngs = {path.name for path in (tmp_path / "chosen/images").iterdir()}
+    assert pngs == {f"{images[0].stem}_chosen_saliency.png", f"{images[0].stem}_2_chosen_saliency.png"}
 
 
 def test_seven_class_cases_follow_the_top_class_decision_not_the_argmax():

@@ -18,11 +18,13 @@ MODEL = REPO / "tests" / "fixtures" / "legacy_runs" / "binary" / "models" / "sim
 
 
 def infer(source, output, tmp_path) -> subprocess.CompletedProcess:
-    """06_infer.py as a user runs it: without TF_CPP_MIN_LOG_LEVEL set."""
+    """06_infer.py as a user runs it: without TF_CPP_MIN_LOG_LEVEL set (``output`` None: the
+    default output)."""
     env = {key: value for key, value in os.environ.items() if key != "TF_CPP_MIN_LOG_LEVEL"}
     shutil.copy(MODEL, tmp_path / "model.h5")
+    where = ["--output", str(output)] if output else []
     return subprocess.run([sys.executable, str(SCRIPTS / "06_infer.py"), str(source), "--model-file",
-                           str(tmp_path / "model.h5"), "--output", str(output)],
+                           str(tmp_path / "model.h5"), "--outputs-dir", str(tmp_path / "outputs"), *where],
                           capture_output=True, text=True, env=env, cwd=REPO)
 
 
@@ -42,8 +44,9 @@ def test_damaged_files_are_named_in_plain_words_and_the_exit_status_says_so(samp
     assert scores.loc[str(folder / "cut.jpg"), "error"].startswith("damaged or truncated JPEG (")
     assert scores.loc[str(folder / "good.jpg"), "error"] == ""
 
-    alone = infer(folder / "cut.jpg", tmp_path / "alone.csv", tmp_path)
-    assert alone.returncode == 2 and "cut.jpg: not scored" in alone.stderr
+    alone = infer(folder / "cut.jpg", None, tmp_path)
+    assert alone.returncode == 2 and "cut.jpg: not scored: damaged or truncated JPEG" in alone.stderr
+    assert not (tmp_path / "outputs").exists()  # one image: its verdict on the console, no CSV
 
 
 def test_many_damaged_files_are_named_up_to_a_limit_then_counted(tmp_path):

@@ -91,7 +91,7 @@ def test_a_killed_search_resumes_keeps_its_finished_trial_and_its_best_settings_
     assert best_run["best"]["val_pr_auc"] == pytest.approx(best.value)
     settings = json.loads((study_dir / "best_config.json").read_text())
     assert {key: settings[key] for key in best.params} == best.params
-    assert settings["outputs_dir"] == str(tmp_path.resolve())
+    assert settings["outputs_dir"] == str(tmp_path) and settings["split_file"] == str(split)  # as given
 
     run_script("03_train.py", "--config", study_dir / "best_config.json", "--epochs2", 1)
     trained = json.loads(((tmp_path / "latest").resolve() / "training_config.json").read_text())

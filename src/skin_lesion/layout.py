@@ -9,6 +9,7 @@ outputs/
   cache/                                   decoded images, one .npy per split and size
   runs/<time>_<arch>_<task>/               one training run (RunLayout)
   latest -> runs/...                       the last completed run
+  model_files/<model stem>/                results for a model file passed as --model-file
 ```
 """
 from __future__ import annotations
@@ -147,11 +148,14 @@ class ModelFileLayout:
     """A model file copied out of its run, and the files that go with it.
 
     ``calibration.json`` and ``threshold.json`` are looked for beside the model, then one
-    folder up (a run's ``models/`` folder); results for it are written beside it.
+    folder up (a run's ``models/`` folder). Results for it go to the outputs folder
+    (``model_files/<model stem>/``), never beside the model: a folder of copied models stays
+    a folder of models.
     """
 
-    def __init__(self, model_file: Path):
+    def __init__(self, model_file: Path, outputs_dir: Path = OUTPUTS_DIR):
         self.model_file = Path(model_file)
+        self.results_dir = Path(outputs_dir) / "model_files" / self.model_file.stem
 
     def require(self) -> "ModelFileLayout":
         """This layout, if the model file exists; else an error that says what to pass."""
@@ -183,11 +187,11 @@ class ModelFileLayout:
 
     @property
     def predictions(self) -> Path:
-        return self.model_file.with_name(PREDICTIONS_FILE)
+        return self.results_dir / PREDICTIONS_FILE
 
     @property
     def explain_dir(self) -> Path:
-        return self.model_file.parent / EXPLAIN_DIR
+        return self.results_dir / EXPLAIN_DIR
 
 
 class OutputsLayout:

@@ -102,8 +102,8 @@ def write_explanations(predictor: Predictor, cases: pd.DataFrame, out_dir: Path,
     rows = [(image, overlay(image, heat), caption(row, predictor))
             for image, heat, (_, row) in zip(shown, heatmaps, cases.iterrows())]
     files = []
-    for (_, row), figure_row in zip(cases.iterrows(), rows):
-        path = out_dir / "images" / f"{Path(row['image_path']).stem}_{row['group']}_{method}.png"
+    for (_, row), figure_row, name in zip(cases.iterrows(), rows, unique_stems(cases["image_path"])):
+        path = out_dir / "images" / f"{name}_{row['group']}_{method}.png"
         save_figure(explanation_figure([figure_row], f"{method}: {row['group'].replace('_', ' ')}"), path)
         files.append(str(path.relative_to(out_dir)))
     for group, members in cases.groupby("group", sort=False):
@@ -117,6 +117,22 @@ def write_explanations(predictor: Predictor, cases: pd.DataFrame, out_dir: Path,
     write_text_atomic(out_dir / f"{stem}.csv", listing.to_csv(index=False))
     log.info("Explained %d image(s) with %s -> %s", len(cases), method, out_dir)
     return listing
+
+
+def unique_stems(paths: pd.Series) -> list[str]:
+    """Each path's file name without extension, numbered where a name recurs (``a/x.jpg``,
+    ``b/x.jpg`` -> ``x``, ``x_2``), so images from different folders never share a PNG."""
+    used: set[str] = set()
+    names = []
+    for path in paths:
+        stem = name = Path(path).stem
+        number = 1
+        while name in used:
+            number += 1
+            name = f"{stem}_{number}"
+        used.add(name)
+        names.append(name)
+    return names
 
 
 def explain_test_cases(run: RunLayout, predictor: Predictor, method: str = "gradcam",
@@ -140,7 +156,7 @@ def explain_images(predictor: Predictor, sources: list[Path], out_dir: Path, met
                    metadata_file: Path | None = None, force: bool = False) -> pd.DataFrame:
     """Explain chosen images (files, folders or CSV lists, as 06_infer.py reads them)."""
     stem = f"{method}_chosen"
-    refuse_overwrite(Path(out_dir) / f"{stem}.csv", force, "Explanations")
+    refuse_overwrite(Path(out_dir) / f"{stem}.csv", force, "Explanations", "--out-dir DIR")
     inputs = [list_inputs(Path(source)) for source in sources]
     paths = [path for part in inputs for path in part.paths]
     table = pd.concat([part.table for part in inputs], ignore_index=True)

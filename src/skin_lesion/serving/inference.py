@@ -161,23 +161,34 @@ def prediction_columns(predictor: Predictor) -> list[str]:
     return columns + (["metadata_note"] if predictor.uses_metadata else []) + ["error"]
 
 
-def write_predictions(rows: Iterator[dict], path: Path, columns: list[str]) -> dict[str, int]:
-    """Stream rows into a CSV (temporary name, renamed at the end); returns counts."""
+def tally(rows: Iterator[dict]) -> dict[str, int]:
+    """How many rows, how many errors, how many labelled malignant."""
     counts = {"images": 0, "errors": 0, "malignant": 0}
-    with atomic_path(path) as partial, open(partial, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns)
-        writer.writeheader()
-        for row in rows:
-            writer.writerow(row)
-            counts["images"] += 1
-            counts["errors"] += bool(row["error"])
-            counts["malignant"] += row.get("label") == "malignant"
+    for row in rows:
+        counts["images"] += 1
+        counts["errors"] += bool(row["error"])
+        counts["malignant"] += row.get("label") == "malignant"
     return counts
 
 
-def infer(predictor: Predictor, source: Path, output: Path, batch_size: int = PREDICTION_BATCH,
+def write_predictions(rows: Iterator[dict], path: Path, columns: list[str]) -> dict[str, int]:
+    """Stream rows into a CSV (temporary name, renamed at the end); returns their tally."""
+    with atomic_path(path) as partial, open(partial, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+
+        def written() -> Iterator[dict]:
+            for row in rows:
+                writer.writerow(row)
+                yield row
+
+        return tally(written())
+
+
+def infer(predictor: Predictor, source: Path, output: Path | None, batch_size: int = PREDICTION_BATCH,
           metadata_file: Path | None = None) -> dict:
-    """Score the images named by ``source``; returns counts and the threshold used."""
+    """Score the images named by ``source`` into the CSV ``output`` (None: no CSV, for one image
+    whose verdict the console shows); returns counts and the threshold used."""
     inputs = list_inputs(Path(source))
     metadata = join_metadata(inputs, metadata_file) if metadata_file else inputs.table
     if predictor.uses_metadata and not metadata_file and not set(PATIENT_COLUMNS) & set(metadata.columns):
@@ -193,9 +204,9 @@ def infer(predictor: Predictor, source: Path, output: Path, batch_size: int = PR
         rows = list(rows)
         if not failures:
             log.info("%s", verdict(rows[0], predictor))
-    counts = write_predictions(rows, Path(output), prediction_columns(predictor))
-    report_failures(failures, predictor, Path(output))
-    return {**counts, "threshold": predictor.threshold, "output": str(output)}
+    counts = write_predictions(rows, Path(output), prediction_columns(predictor)) if output else tally(rows)
+    report_failures(failures, predictor, output)
+    return {**counts, "threshold": predictor.threshold, "output": output and str(output)}
 
 
 def exit_status(result: dict) -> int:
@@ -213,7 +224,7 @@ def noting_failures(rows: Iterator[dict], failures: list[dict]) -> Iterator[dict
         yield row
 
 
-def report_failures(failures: list[dict], predictor: Predictor, output: Path) -> None:
+def report_failures(failures: list[dict], predictor: Predictor, output: Path | None) -> None:
     """One console line per file that could not be scored, up to FAILURES_SHOWN, then a count."""
     for row in failures[:FAILURES_SHOWN]:
         log.warning("%s", verdict(row, predictor))

@@ -44,6 +44,10 @@ def check_types(values: dict, source: str) -> None:
                               f"got {json.dumps(value)}.")
 
 
+#: The settings that are paths: ``resolved`` makes them absolute for the run.
+PATH_SETTINGS = ("split_file", "outputs_dir", "cache_dir")
+
+
 @dataclass
 class TrainConfig:
     """Every setting of a training run; saved in ``training_config.json``.

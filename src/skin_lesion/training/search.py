@@ -23,10 +23,10 @@ from optuna_integration import TFKerasPruningCallback
 
 from skin_lesion import layout
 from skin_lesion.errors import ConfigError
-from skin_lesion.io_utils import read_json, write_json_atomic
+from skin_lesion.io_utils import read_json, write_json_atomic, write_text_atomic
 from skin_lesion.models.architectures import get_architecture
 from skin_lesion.plots import save_figure
-from skin_lesion.training.config import TrainConfig
+from skin_lesion.training.config import PATH_SETTINGS, TrainConfig
 from skin_lesion.training.trainer import MONITOR, train
 
 log = logging.getLogger(__name__)
@@ -174,6 +174,7 @@ def run_search(base: TrainConfig, trials: int, study_name: str, storage: str | N
     """Run trials until the study holds ``trials`` finished ones (or ``timeout`` seconds pass),
     then write ``best_config.json`` and the plots into the study's folder. ``pruner`` replaces
     the median pruner (a test forces pruning with it)."""
+    paths_as_given = {name: getattr(base, name) for name in PATH_SETTINGS}
     base = base.resolved()
     space = search_space(base, space_file)
     storage = storage or default_storage(Path(base.outputs_dir), study_name)
@@ -187,15 +188,17 @@ def run_search(base: TrainConfig, trials: int, study_name: str, storage: str | N
     if remaining > 0:
         study.optimize(objective(base, space, study_name, extra_callbacks or []), n_trials=remaining,
                        timeout=timeout, gc_after_trial=True)
-    write_results(study, base, layout.OutputsLayout(Path(base.outputs_dir)).search_dir(study_name))
+    write_results(study, dataclasses.replace(base, **paths_as_given),
+                  layout.OutputsLayout(Path(base.outputs_dir)).search_dir(study_name))
     return study
 
 
 def write_results(study: optuna.Study, base: TrainConfig, folder: Path) -> None:
-    """``best_config.json`` (settings ``03_train.py --config`` takes as they are), ``trials.csv``
-    and Optuna's plots."""
+    """``best_config.json`` (settings ``03_train.py --config`` takes as they are, with the paths
+    as the search was given them, so a checkout moved elsewhere can use it), ``trials.csv`` and
+    Optuna's plots."""
     complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-    study.trials_dataframe().to_csv(folder / "trials.csv", index=False)
+    write_text_atomic(folder / "trials.csv", study.trials_dataframe().to_csv(index=False))
     if not complete:
         log.warning("No trial of study %s has completed; no best settings yet.", study.study_name)
         return
@@ -214,6 +217,9 @@ def write_plots(study: optuna.Study, folder: Path, complete: int) -> None:
                 "parallel_coordinate": plots.plot_parallel_coordinate}
     if complete >= 2:  # importances need a spread of results
         drawings["param_importances"] = plots.plot_param_importances
+    else:
+        log.info("No parameter-importance plot: it needs at least 2 completed trials, the study has %d.",
+                 complete)
     with warnings.catch_warnings():  # the matplotlib backend is "experimental"; constant axes warn
         warnings.simplefilter("ignore")
         for name, draw in drawings.items():
