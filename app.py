@@ -23,7 +23,7 @@ import streamlit as st
 from skin_lesion import cli
 from skin_lesion.data.dataset import PATIENT_COLUMNS
 from skin_lesion.data.files import IMAGE_EXTENSIONS
-from skin_lesion.data.ham10000 import data_sheet
+from skin_lesion.data.datasets import data_sheet
 from skin_lesion.defaults import UNTUNED_THRESHOLD
 from skin_lesion.errors import UserError
 

@@ -17,7 +17,7 @@ def build_parser():
 
 
 def main(args) -> int:
-    from skin_lesion.data.dataset import load_dataset
+    from skin_lesion.data.datasets import load_dataset
     from skin_lesion.data.sample import make_sample_dataset
 
     out_dir = make_sample_dataset(args.out_dir, seed=args.seed, force=args.force)

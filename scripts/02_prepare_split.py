@@ -1,9 +1,11 @@
 #!/usr/bin/env python
-"""Split a HAM10000 folder into train/val/test by lesion, stratified by diagnosis.
+"""Split a dataset into train/val/test by lesion (by patient where it names patients),
+stratified by diagnosis.
 
-Writes split.csv (image_id, lesion_id, dx, label, split, age, sex, localization, image_path) and
-split_summary.json (counts per split and class, positive ratio, training class weights, source,
-seed). Diagnoses with fewer lesions than splits stay in training, with a warning. The same
+Reads HAM10000, ISIC 2019, ISIC 2020, PAD-UFES-20, class folders or an image list (detected, or
+--dataset NAME). Writes split.csv (image_id, lesion_id, patient_id, dx, label, split, age, sex,
+localization, image_path) and split_summary.json (the label space, counts per split and class,
+positive ratio, training class weights, what was kept together, source, seed). Diagnoses with fewer lesions than splits stay in training, with a warning. The same
 inputs and seed give a byte-identical split.csv; an existing, different split is only replaced
 with --force. Nothing is written unless the whole split succeeds.
 """
@@ -19,8 +21,7 @@ from skin_lesion.tasks import BINARY, KINDS
 
 def build_parser():
     parser = cli.parser(__doc__)
-    parser.add_argument("--data-dir", default=str(layout.HAM10000_DIR),
-                        help="dataset folder, Kaggle or class-folder layout (default: %(default)s)")
+    cli.add_dataset_arguments(parser, str(layout.HAM10000_DIR))
     parser.add_argument("--out-dir", default=str(layout.OutputsLayout().split_dir),
                         help="where split.csv and split_summary.json go (default: %(default)s)")
     parser.add_argument("--task", choices=KINDS, default=BINARY,
@@ -33,14 +34,15 @@ def build_parser():
 
 
 def main(args) -> int:
-    from skin_lesion.data.dataset import load_dataset
     from skin_lesion.data.split import write_split
 
-    dataset = load_dataset(Path(args.data_dir))
+    dataset = cli.read_dataset(args)
     summary = write_split(dataset, Path(args.out_dir), args.task, args.ratios, args.seed, args.force)
     for name, part in summary["splits"].items():
         logging.info("%-5s %5d images, %5d lesions, %.1f%% malignant", name, part["images"],
                      part["lesions"], 100 * part["positive_ratio"])
+    logging.info("%s, %d classes (%s), split by %s", dataset.label_space.name, len(dataset.label_space.codes),
+                 ", ".join(dataset.label_space.codes), dataset.group_by.replace("_id", ""))
     return 0
 
 

@@ -24,7 +24,7 @@ def build_parser():
 
 
 def main(args) -> int:
-    from skin_lesion.data.dataset import load_dataset
+    from skin_lesion.data.datasets import load_dataset
     from skin_lesion.models.factory import SkinLesionCNN
     from skin_lesion.serving.inference import predict_paths
     from skin_lesion.serving.predictor import Predictor

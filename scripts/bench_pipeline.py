@@ -37,7 +37,7 @@ def build_parser():
 def main(args) -> int:
     import numpy as np
 
-    from skin_lesion.data.dataset import load_dataset
+    from skin_lesion.data.datasets import load_dataset
     from skin_lesion.data.images import decode_files
     from skin_lesion.data.pipeline import Augmentation, load_split_images, make_dataset
 

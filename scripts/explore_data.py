@@ -19,8 +19,7 @@ from skin_lesion import cli, layout
 
 def build_parser():
     parser = cli.parser(__doc__)
-    parser.add_argument("--data-dir", default=str(layout.HAM10000_DIR),
-                        help="dataset folder, Kaggle or class-folder layout (default: %(default)s)")
+    cli.add_dataset_arguments(parser, str(layout.HAM10000_DIR))
     parser.add_argument("--split-file", metavar="FILE",
                         help="split.csv from scripts/02_prepare_split.py: adds the shares per split")
     parser.add_argument("--out-dir", required=True, metavar="DIR",
@@ -30,11 +29,10 @@ def build_parser():
 
 
 def main(args) -> int:
-    from skin_lesion.data.dataset import load_dataset
     from skin_lesion.data.explore import check_split_matches, write_report
     from skin_lesion.data.split import read_split
 
-    dataset = load_dataset(Path(args.data_dir))
+    dataset = cli.read_dataset(args)
     split = None
     if args.split_file:
         split = read_split(Path(args.split_file))

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from skin_lesion.data.ham10000 import HAM10000
+from skin_lesion.data.datasets.ham10000 import HAM10000
 from skin_lesion.io_utils import exclusive
 from skin_lesion.tasks import BINARY, MULTICLASS, Task
 

@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from skin_lesion.data.dataset import load_dataset
+from skin_lesion.data.datasets import load_dataset
 from skin_lesion.data.files import scan_folder
 from skin_lesion.errors import DatasetError
 from tests.conftest import balanced_rows, make_kaggle_folder, write_image
@@ -136,10 +136,18 @@ def test_class_folder_layout_any_case(tmp_path):
     assert dataset.table.groupby("split").size().to_dict() == {"test": 14, "train": 28, "val": 14}
 
 
-def test_class_folder_with_unknown_class_is_refused(tmp_path):
-    write_image(tmp_path / "cf" / "train" / "melanoma" / "a.jpg")
-    with pytest.raises(DatasetError, match="melanoma is not a HAM10000 diagnosis"):
+def test_class_folders_of_other_names_make_their_own_label_space(tmp_path):
+    for name in ("melanoma/a.jpg", "naevus/b.jpg", "Naevus/c.jpg"):
+        write_image(tmp_path / "cf" / "train" / name)
+    with pytest.raises(DatasetError, match=r"name their classes \(melanoma, naevus\) but not which are malignant: "
+                                           r"pass --malignant"):
         load_dataset(tmp_path / "cf")
+    with pytest.raises(DatasetError, match="Malignant code.s. mel .from --malignant. are not among"):
+        load_dataset(tmp_path / "cf", malignant=("mel",))
+    space = load_dataset(tmp_path / "cf", malignant=("Melanoma",)).label_space
+    assert space.codes == ("melanoma", "naevus") and space.malignant == {"melanoma"} and space.name == "cf"
+    (tmp_path / "cf" / "labels.json").write_text('{"name": "Clinic", "malignant": ["melanoma"]}')
+    assert load_dataset(tmp_path / "cf").label_space.name == "Clinic"
 
 
 def test_semicolon_separated_metadata_is_read(tmp_path):

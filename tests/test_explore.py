@@ -192,9 +192,9 @@ def test_a_split_of_other_data_is_refused(patchy_dataset, tmp_path):
 
 
 def test_every_figure_has_a_title_and_axis_labels(patchy_dataset, tmp_path):
-    from skin_lesion.data.dataset import load_dataset
+    from skin_lesion.data.datasets import load_dataset
     from skin_lesion.data.explore import draw_figures, summarise, with_image_sizes
-    from skin_lesion.data.ham10000 import HAM10000
+    from skin_lesion.data.datasets.ham10000 import HAM10000
 
     table = with_image_sizes(load_dataset(patchy_dataset).table)
     split = table.assign(split=[("train", "val", "test")[i % 3] for i in range(len(table))])

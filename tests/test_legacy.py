@@ -125,7 +125,8 @@ def test_an_old_model_file_copied_alone_scores_as_before(kind, sample_dir, tmp_p
 def test_every_old_record_reads_as_a_ham10000_task(kind):
     import h5py
 
-    from skin_lesion.data.ham10000 import HAM10000, task_of_record
+    from skin_lesion.data.datasets.ham10000 import HAM10000
+    from skin_lesion.data.records import task_of_record
     from skin_lesion.data.split import split_label_space
     from skin_lesion.models.saved import INFO_ATTRIBUTE
     from skin_lesion.tasks import Task
@@ -154,7 +155,7 @@ def test_old_runs_are_listed_by_compare_runs_and_offered_by_the_app(sample_dir, 
 
 
 def test_a_calibration_of_another_task_beside_a_copied_model_is_refused(tmp_path):
-    from skin_lesion.data.ham10000 import HAM10000
+    from skin_lesion.data.datasets.ham10000 import HAM10000
     from skin_lesion.models.saved import ModelFileError
     from skin_lesion.serving.predictor import from_model_file
     from skin_lesion.tasks import Task

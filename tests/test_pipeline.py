@@ -104,7 +104,7 @@ def test_augmentation_keeps_labels_aligned(tmp_path):
 
 
 def test_augmentation_is_deterministic_for_a_seed_and_changes_images(sample_dir, tmp_path):
-    from skin_lesion.data.dataset import load_dataset
+    from skin_lesion.data.datasets import load_dataset
 
     table = load_dataset(sample_dir).table.iloc[:24].assign(split="train")
     images = load_split_images(table, "train", (64, 64), tmp_path / "c")

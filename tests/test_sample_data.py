@@ -5,7 +5,8 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from skin_lesion.data.dataset import METADATA_COLUMNS, load_dataset
+from skin_lesion.data.datasets import load_dataset
+from skin_lesion.data.datasets.ham10000 import METADATA_COLUMNS
 from tests.conftest import run_script
 
 

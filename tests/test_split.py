@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from skin_lesion.data.dataset import load_dataset
+from skin_lesion.data.datasets import load_dataset
 from skin_lesion.data.split import split_dataset
 from skin_lesion.errors import DatasetError
 from tests.conftest import BINARY_TASK, SEVEN_CLASS_TASK, balanced_rows, make_kaggle_folder, run_script, write_image
@@ -53,7 +53,7 @@ def test_split_script_on_sample_writes_table_and_summary(sample_dir, tmp_path):
     out = tmp_path / "split"
     run_script("02_prepare_split.py", "--data-dir", sample_dir, "--out-dir", out, "--task", "multiclass")
     table = pd.read_csv(out / "split.csv")
-    assert list(table.columns) == ["image_id", "lesion_id", "dx", "label", "split", "age", "sex",
+    assert list(table.columns) == ["image_id", "lesion_id", "patient_id", "dx", "label", "split", "age", "sex",
                                    "localization", "image_path"]
     metadata = pd.read_csv(sample_dir / "HAM10000_metadata.csv").set_index("image_id")
     pd.testing.assert_series_equal(table.set_index("image_id")["localization"],

@@ -13,8 +13,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from skin_lesion.data.dataset import load_dataset
-from skin_lesion.data.ham10000 import HAM10000, task_of_outputs, task_of_record
+from skin_lesion.data.datasets import load_dataset
+from skin_lesion.data.datasets.ham10000 import HAM10000
+from skin_lesion.data.records import task_of_outputs, task_of_record
 from skin_lesion.data.split import split_label_space, write_split
 from skin_lesion.errors import ConfigError, DatasetError
 from skin_lesion.models.saved import INFO_ATTRIBUTE

@@ -18,7 +18,7 @@ import pandas as pd
 import tensorflow as tf
 
 from skin_lesion.data.files import has_image_extension
-from skin_lesion.data.ham10000 import task_of_record
+from skin_lesion.data.records import task_of_record
 from skin_lesion.data.images import decode_files
 from skin_lesion.errors import UserError
 from skin_lesion.evaluation.compare import find_runs, run_row

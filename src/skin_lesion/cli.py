@@ -80,6 +80,28 @@ def add_run_arguments(arguments: argparse.ArgumentParser) -> None:
                            help="where 'latest' is looked for (default: %(default)s)")
 
 
+def add_dataset_arguments(arguments: argparse.ArgumentParser, default_dir: str | None) -> None:
+    """``--data-dir``, ``--dataset`` and ``--malignant``, for the steps that read a dataset."""
+    from skin_lesion.data.datasets import NAMES  # the registry: pandas, no TensorFlow
+
+    default = f" (default: {default_dir})" if default_dir else ""
+    arguments.add_argument("--data-dir", default=default_dir, required=default_dir is None, metavar="DIR",
+                           help=f"the dataset's folder, or an image list's CSV{default}")
+    arguments.add_argument("--dataset", choices=NAMES, metavar="NAME",
+                           help=f"read the data as this dataset: {', '.join(NAMES)} (default: detected from "
+                                "the files)")
+    arguments.add_argument("--malignant", nargs="+", metavar="CODE",
+                           help="the malignant classes of an image list or class folders that do not say "
+                                "(or write labels.json beside them)")
+
+
+def read_dataset(args: argparse.Namespace):
+    """The dataset ``add_dataset_arguments`` describe."""
+    from skin_lesion.data.datasets import load_dataset
+
+    return load_dataset(args.data_dir, args.dataset, args.malignant)
+
+
 def open_run(args: argparse.Namespace) -> layout.RunLayout:
     return layout.open_run(args.run_dir, args.outputs_dir)
 

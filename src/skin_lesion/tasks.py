@@ -10,7 +10,7 @@ names and which of them are malignant. A task reads a label space one of two way
 Both are screened alike: the malignant score is the binary output, or the summed probability of
 the malignant diagnoses. The split summary, the run record, the model file and
 ``calibration.json`` carry the task with its label space (:meth:`Task.as_record`; read back by
-``skin_lesion.data.ham10000.task_of_record``, which also reads the records of earlier versions),
+``skin_lesion.data.records.task_of_record``, which also reads the records of earlier versions),
 so every later step learns what a model means from the model's own files. This is the only module that spells
 out a task's name; the rest of the package asks a :class:`Task`.
 """

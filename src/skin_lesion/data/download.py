@@ -16,7 +16,8 @@ from pathlib import Path, PurePosixPath
 from typing import Callable, Iterator, Mapping
 
 from skin_lesion.data import dataset as dataset_module
-from skin_lesion.data.dataset import METADATA_FILE, find_metadata, load_dataset
+from skin_lesion.data.datasets import FORMATS, load_dataset
+from skin_lesion.data.datasets.ham10000 import METADATA_FILE, find_metadata
 from skin_lesion.data.files import list_some
 from skin_lesion.errors import DatasetError, MissingFileError, OverwriteError, UserError
 from skin_lesion.io_utils import staging_dir
@@ -161,12 +162,15 @@ def archive_terms_in_logs(staging: Path, archive: Path) -> Iterator[None]:
         record.msg, record.args = in_archive_terms(record.getMessage(), staging, archive), ()
         return True
 
-    reader = logging.getLogger(dataset_module.__name__)
-    reader.addFilter(rename)
+    readers = [logging.getLogger(name) for name in
+               {dataset_module.__name__, *(f.read.__module__ for f in FORMATS.values())}]
+    for reader in readers:
+        reader.addFilter(rename)
     try:
         yield
     finally:
-        reader.removeFilter(rename)
+        for reader in readers:
+            reader.removeFilter(rename)
 
 
 def install_dataset(
@@ -204,7 +208,7 @@ def verify_dataset(data_dir: Path, expected_images: int | None = HAM10000_IMAGES
 
     ``name`` is how messages call the folder (default: its path), ``remedy`` what they advise.
     """
-    dataset = load_dataset(data_dir)
+    dataset = load_dataset(data_dir, "ham10000")
     name = name or str(data_dir)
     count = len(dataset.table)
     if dataset.missing_images:

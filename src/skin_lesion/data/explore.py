@@ -411,7 +411,16 @@ def missing_metadata(table: pd.DataFrame, summary: dict[str, pd.DataFrame]) -> s
     return "Missing metadata: " + ", ".join(missing) + "."
 
 
-def summary_paragraph(table: pd.DataFrame, summary: dict[str, pd.DataFrame], layout: str) -> str:
+def grouping_sentence(dataset: Dataset) -> str:
+    """What the split keeps together, and why."""
+    if dataset.group_by == "patient_id":
+        return (f"{dataset.label_space.name} identifies patients: all images of one patient are the unit "
+                "the split keeps together.")
+    return (f"{dataset.label_space.name} identifies lesions, not patients: one patient may have several "
+            "lesions, so lesions are the unit the split keeps together.")
+
+
+def summary_paragraph(table: pd.DataFrame, summary: dict[str, pd.DataFrame], dataset: Dataset) -> str:
     """Size of the data, its class imbalance and what metadata is missing, in a few sentences."""
     rows = summary["diagnoses"].set_index("dx")
     images = rows.loc[rows.index != "all", "images"]
@@ -420,10 +429,9 @@ def summary_paragraph(table: pd.DataFrame, summary: dict[str, pd.DataFrame], lay
     sentences = [
         f"The data holds **{len(table):,} images of {table['lesion_id'].nunique():,} lesions** in "
         f"{len(images)} diagnoses.",
-        "HAM10000 identifies lesions, not patients: one patient may have several lesions, so "
-        "lesions are the unit the split keeps together.",
+        grouping_sentence(dataset),
         *(["The class-folder layout has no lesion ids, so each image counts as its own lesion."]
-          if layout == "class_folders" else []),
+          if dataset.layout == "class_folders" else []),
         f"The classes are imbalanced: **{common}** has {images[common]:,} images, "
         f"**{images[common] / images[rare]:.1f} times** as many as the rarest, **{rare}** "
         f"({images[rare]:,}).",
@@ -436,7 +444,7 @@ def age_section(summary: dict[str, pd.DataFrame], layout: str) -> list[str]:
     """The age table and histograms, or why there are none."""
     if "age" not in summary:
         return [unavailable("age", layout)]
-    return ["Ages in years; HAM10000 rounds them to multiples of 5.", "",
+    return ["Ages in years, as the data gives them (HAM10000 and ISIC round them to multiples of 5).", "",
             frame_table(summary["age"]), "", figure_link("age_by_diagnosis.png")]
 
 
@@ -456,15 +464,16 @@ def split_section(summary: dict[str, pd.DataFrame], split_source: str) -> list[s
             frame_table(summary["splits"]), "", figure_link("split_shares.png"), ""]
 
 
-def report_text(table: pd.DataFrame, summary: dict[str, pd.DataFrame], source: str, layout: str,
+def report_text(table: pd.DataFrame, summary: dict[str, pd.DataFrame], dataset: Dataset,
                 split_source: str | None = None) -> str:
     """The Markdown report: summary, then one section per table with its figure."""
     per_lesion = table.groupby("lesion_id").size()
+    layout = dataset.layout
     sections = [
-        "# HAM10000 data exploration", "",
-        f"Data: `{source}` ({LAYOUT_NAMES.get(layout, layout)} layout)."
+        f"# {dataset.label_space.name} data exploration", "",
+        f"Data: `{dataset.source_dir}` ({LAYOUT_NAMES.get(layout, layout)} layout)."
         + (f" Split: {split_source}." if split_source else ""), "",
-        summary_paragraph(table, summary, layout), "",
+        summary_paragraph(table, summary, dataset), "",
         "## Diagnoses", "", "Malignant diagnoses are those the binary task counts as malignant.", "",
         frame_table(summary["diagnoses"]), "", figure_link("class_counts.png"), "",
         "## Images per lesion", "",
@@ -502,6 +511,5 @@ def write_report(dataset: Dataset, out_dir: Path, split: pd.DataFrame | None = N
     for name, figure in draw_figures(table, summary, dataset.label_space):
         save_figure(figure, out_dir / name)
         log.info("Wrote %s", out_dir / name)
-    write_text_atomic(report, report_text(table, summary, str(dataset.source_dir), dataset.layout,
-                                          split_source))
+    write_text_atomic(report, report_text(table, summary, dataset, split_source))
     return report

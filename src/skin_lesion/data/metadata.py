@@ -6,7 +6,8 @@ and inside the model file, so evaluation, inference and the web app reproduce it
 * age: standardised with the training mean and standard deviation, plus a 0/1 "age missing"
   column (a missing age is encoded as the training mean);
 * sex and localization: one-hot over the values seen in training, plus an ``unknown`` column
-  for a blank, ``unknown`` or never-seen value.
+  for a blank, ``unknown`` or never-seen value. A site another dataset spells differently is
+  read through the shared site vocabulary (``skin_lesion.data.sites``) first.
 
 An image without any metadata gets the all-unknown encoding and a note, never an error.
 """
@@ -18,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from skin_lesion.data.dataset import PATIENT_COLUMNS
+from skin_lesion.data.sites import as_known_site
 
 UNKNOWN = "unknown"
 CATEGORICAL = ("sex", "localization")
@@ -97,6 +99,8 @@ class MetadataEncoding:
         for name in CATEGORICAL:
             known = getattr(self, name)
             values = clean_category(column[name]).to_numpy()
+            if name == "localization":
+                values = [as_known_site(value, known) or value for value in values]
             for row, value in enumerate(values):
                 if value == UNKNOWN:
                     notes[row].append(f"{name} unknown")

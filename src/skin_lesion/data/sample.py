@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from skin_lesion.data.dataset import IMAGE_FOLDERS, METADATA_COLUMNS, METADATA_FILE
+from skin_lesion.data.datasets.ham10000 import IMAGE_FOLDERS, METADATA_COLUMNS, METADATA_FILE
 from skin_lesion.errors import OverwriteError
 from skin_lesion.io_utils import staging_dir
 

@@ -1,8 +1,10 @@
-"""Lesion-level, diagnosis-stratified train/val/test split.
+"""Lesion-level (or patient-level), diagnosis-stratified train/val/test split.
 
 HAM10000 holds several images of many lesions; splitting by image would put near-copies of one
 lesion into training and test and inflate every metric. Lesions are therefore assigned to splits
-as a whole, stratified by diagnosis so that each split keeps the class mix of the dataset.
+as a whole, stratified by diagnosis so that each split keeps the class mix of the dataset. Where
+a dataset names patients (ISIC 2020, PAD-UFES-20), whole patients are assigned instead, each
+stratified by its rarest diagnosis; the summary records which (``group_by``).
 
 A diagnosis with fewer lesions than there are splits cannot reach every split: its lesions are
 kept in training (a warning says so and the summary records it), so the model still learns it;
@@ -23,7 +25,7 @@ from sklearn.utils.class_weight import compute_class_weight
 from skin_lesion import layout
 from skin_lesion.data.dataset import PATIENT_COLUMNS, Dataset, lesions_with_several
 from skin_lesion.data.files import list_some
-from skin_lesion.data.ham10000 import label_space_of
+from skin_lesion.data.records import label_space_of
 from skin_lesion.defaults import SPLIT_RATIOS, SPLIT_SEED
 from skin_lesion.errors import ConfigError, DatasetError, MissingFileError, OverwriteError
 from skin_lesion.io_utils import read_json, refuse_overwrite, write_json_atomic, write_text_atomic
@@ -32,7 +34,7 @@ from skin_lesion.tasks import LabelSpace, Task
 log = logging.getLogger(__name__)
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
-SPLIT_COLUMNS = ("image_id", "lesion_id", "dx", "label", "split", *PATIENT_COLUMNS, "image_path")
+SPLIT_COLUMNS = ("image_id", "lesion_id", "patient_id", "dx", "label", "split", *PATIENT_COLUMNS, "image_path")
 
 
 @dataclass
@@ -94,7 +96,7 @@ def carve(remaining: pd.DataFrame, share: float, name: str, seed: int) -> tuple[
 
 
 def assign_lesions(lesions: pd.DataFrame, fractions: dict[str, float], seed: int) -> Split:
-    """Assign each lesion (``lesion_id``, ``dx``, ``images``) to a split, stratified.
+    """Assign each group (``group``: a lesion or a patient, ``dx``, ``images``) to a split, stratified.
 
     Splits are carved one after another with scikit-learn's stratified ``train_test_split``;
     the last split takes what remains. Lesions of diagnoses too rare to reach every split stay
@@ -110,17 +112,17 @@ def assign_lesions(lesions: pd.DataFrame, fractions: dict[str, float], seed: int
             ", ".join(f"{dx} has {counts[dx]}" for dx in rare), len(fractions),
             "/".join(list(fractions)[1:]))
     names = list(fractions)
-    assigned = pd.Series(index=lesions["lesion_id"], dtype=object)
+    assigned = pd.Series(index=lesions["group"], dtype=object)
     kept = lesions["dx"].isin(rare)
-    assigned[lesions.loc[kept, "lesion_id"]] = names[0]
-    remaining = lesions[~kept].sort_values("lesion_id", kind="stable")
+    assigned[lesions.loc[kept, "group"]] = names[0]
+    remaining = lesions[~kept].sort_values("group", kind="stable")
     remaining = remaining.assign(stratum=stratum_keys(remaining, fractions))
     remaining_share = 1.0
     for name in names[:-1]:
         taken, remaining = carve(remaining, fractions[name] / remaining_share, name, seed)
-        assigned[taken["lesion_id"]] = name
+        assigned[taken["group"]] = name
         remaining_share -= fractions[name]
-    assigned[remaining["lesion_id"]] = names[-1]
+    assigned[remaining["group"]] = names[-1]
     return Split(assigned, rare)
 
 
@@ -163,6 +165,16 @@ def check_split_folders(table: pd.DataFrame) -> None:
         )
 
 
+def split_groups(table: pd.DataFrame, group_by: str) -> pd.DataFrame:
+    """One row per group (``group_by``: lesion or patient) with its number of images and the
+    diagnosis it is stratified by: a lesion's own, a patient's rarest (so the rare diagnoses
+    spread over the splits as a lesion-level split spreads them)."""
+    rarity = table["dx"].map(table["dx"].value_counts())
+    ranked = table.assign(rarity=rarity).sort_values(["rarity", "dx"], kind="stable")
+    groups = ranked.groupby(group_by, sort=True).agg(dx=("dx", "first"), images=("image_id", "size"))
+    return groups.rename_axis("group").reset_index()
+
+
 def split_dataset(dataset: Dataset, task: Task, ratios=SPLIT_RATIOS, seed: int = SPLIT_SEED) -> Split:
     """The split: one row per image with its split and its label for ``task``.
 
@@ -180,12 +192,9 @@ def split_dataset(dataset: Dataset, task: Task, ratios=SPLIT_RATIOS, seed: int =
         to_split = table["split"] == source_split
         carved = ["train", *[name for name in missing if name != "train"]]
         total = sum(fractions[name] for name in carved)
-        lesions = (
-            table.loc[to_split].groupby("lesion_id", sort=True)
-            .agg(dx=("dx", "first"), images=("image_id", "size")).reset_index()
-        )
-        assigned = assign_lesions(lesions, {name: fractions[name] / total for name in carved}, seed)
-        table.loc[to_split, "split"] = table.loc[to_split, "lesion_id"].map(assigned.table)
+        groups = split_groups(table.loc[to_split], dataset.group_by)
+        assigned = assign_lesions(groups, {name: fractions[name] / total for name in carved}, seed)
+        table.loc[to_split, "split"] = table.loc[to_split, dataset.group_by].map(assigned.table)
         train_only = assigned.train_only
     table["label"] = task.labels(table["dx"])
     check_split_folders(table)
@@ -218,7 +227,7 @@ def split_csv_text(table: pd.DataFrame) -> str:
 def read_split(path: Path) -> pd.DataFrame:
     """Read a split table written by ``scripts/02_prepare_split.py``, with clear errors.
 
-    Splits written before the patient columns existed read with them empty.
+    Splits written before the patient columns (or patient ids) existed read with them empty.
     """
     path = Path(path)
     if not path.is_file():
@@ -227,7 +236,7 @@ def read_split(path: Path) -> pd.DataFrame:
         )
     table = pd.read_csv(path, dtype=str, keep_default_na=False)
     missing = [column for column in SPLIT_COLUMNS
-               if column not in table.columns and column not in PATIENT_COLUMNS]
+               if column not in table.columns and column not in (*PATIENT_COLUMNS, "patient_id")]
     if missing:
         raise DatasetError(f"Split file {path} lacks column(s) {', '.join(missing)}; recreate it "
                            "with scripts/02_prepare_split.py.")
@@ -235,12 +244,22 @@ def read_split(path: Path) -> pd.DataFrame:
     return table.assign(label=table["label"].astype(np.int64))
 
 
+def split_record(split_file: Path) -> tuple[dict, str]:
+    """The summary beside a split file (empty where there is none) and its path, for errors."""
+    summary_file = layout.split_paths(Path(split_file).parent)[1]
+    return (read_json(summary_file, "Split summary") if summary_file.is_file() else {}), str(summary_file)
+
+
 def split_label_space(split_file: Path) -> LabelSpace:
     """The label space of a split, from the summary beside it (HAM10000's for splits written
     before summaries carried one, or without a summary)."""
-    summary_file = layout.split_paths(Path(split_file).parent)[1]
-    record = read_json(summary_file, "Split summary") if summary_file.is_file() else {}
-    return label_space_of(record, str(summary_file))
+    return label_space_of(*split_record(split_file))
+
+
+def split_grouping(split_file: Path) -> str:
+    """What the split kept together, ``lesion_id`` or ``patient_id``: the unit that bootstrap
+    intervals resample (lesions for splits written before it was recorded)."""
+    return split_record(split_file)[0].get("group_by", "lesion_id")
 
 
 def split_summary(split: Split, dataset: Dataset, task: Task, ratios, seed: int) -> dict:
@@ -254,8 +273,10 @@ def split_summary(split: Split, dataset: Dataset, task: Task, ratios, seed: int)
         "ratios": check_ratios(ratios),
         "source_dir": str(dataset.source_dir),
         "layout": dataset.layout,
+        "group_by": dataset.group_by,
         "images": int(len(table)),
         "lesions": int(table["lesion_id"].nunique()),
+        "patients": int(table["patient_id"].replace("", np.nan).nunique()),
         "missing_images": dataset.missing_images,
         "unlisted_images": dataset.unlisted_images,
         "train_only_diagnoses": split.train_only,

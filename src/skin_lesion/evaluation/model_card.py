@@ -4,7 +4,7 @@ The sections follow Mitchell et al., "Model Cards for Model Reporting" (FAT* 201
 details, intended use, factors, metrics, evaluation and training data, quantitative analyses,
 ethical considerations and caveats. Every number comes from ``training_config.json``,
 ``threshold.json``, ``calibration.json``, ``test_metrics.json`` and ``test_predictions.csv``;
-the text about the data comes from its data sheet (``skin_lesion.data.ham10000.data_sheet``).
+the text about the data comes from its data sheet (``skin_lesion.data.datasets.data_sheet``).
 """
 from __future__ import annotations
 
@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from skin_lesion.data.ham10000 import DataSheet, data_sheet, task_of_record
+from skin_lesion.data.datasets import data_sheet
+from skin_lesion.data.datasets.registry import DataSheet
+from skin_lesion.data.records import task_of_record
 from skin_lesion.data.split import SPLITS
 from skin_lesion.defaults import UNTUNED_THRESHOLD
 from skin_lesion.io_utils import read_json, write_text_atomic

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_curve
 
-from skin_lesion.data.ham10000 import task_of_record
+from skin_lesion.data.records import task_of_record
 from skin_lesion.defaults import REPORTED_SENSITIVITIES, TARGET_SENSITIVITY
 from skin_lesion.errors import ConfigError, DatasetError, MissingFileError
 from skin_lesion.io_utils import read_json, refuse_overwrite, write_json_atomic

@@ -18,7 +18,7 @@ import keras
 import numpy as np
 import pandas as pd
 
-from skin_lesion.data.ham10000 import task_of_outputs, task_of_record
+from skin_lesion.data.records import task_of_outputs, task_of_record
 from skin_lesion.data.metadata import MetadataEncoding
 from skin_lesion.defaults import UNTUNED_THRESHOLD
 from skin_lesion.io_utils import read_json

@@ -23,7 +23,7 @@ import pandas as pd
 import tensorflow as tf
 
 from skin_lesion import layout
-from skin_lesion.data.ham10000 import task_of_record
+from skin_lesion.data.records import task_of_record
 from skin_lesion.data.metadata import MetadataEncoding
 from skin_lesion.data.pipeline import Augmentation, SplitImages, load_split_images, make_dataset
 from skin_lesion.data.split import check_labels, class_weights, read_split, split_label_space

@@ -1,0 +1,73 @@
+"""PAD-UFES-20 (Pacheco et al. 2020): 2,298 smartphone photographs of 1,641 lesions of 1,373
+patients in Brazil, six diagnoses, with Fitzpatrick skin type and clinical answers.
+
+Files: ``metadata.csv`` (patient_id, lesion_id, img_id, diagnostic in ACK, BCC, MEL, NEV, SCC,
+SEK, age, gender, region, fitspatrick, ...) and the PNG images in ``images/`` or
+``imgs_part_1/`` ... ``imgs_part_3/`` (searched recursively). Malignant, as the dataset's
+authors group them: the three skin cancers BCC, MEL and SCC; ACK (actinic keratosis, a
+pre-malignant lesion), NEV and SEK are benign — unlike HAM10000, whose akiec also holds Bowen's
+disease and counts as malignant (external validation reads ACK as akiec, see ``labels.py``).
+Splits keep each patient's images together. These are clinical photographs, not dermoscopy.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from skin_lesion.data.dataset import (Dataset, check_codes, check_one_diagnosis_per_lesion, check_unique,
+                                      dataset_table, index_images, match_images, read_csv_table, unlisted)
+from skin_lesion.data.datasets.registry import DataSheet, DatasetFormat, LabelOptions, register
+from skin_lesion.tasks import LabelSpace
+
+METADATA_FILE = "metadata.csv"
+REQUIRED = ("patient_id", "lesion_id", "img_id", "diagnostic")
+
+PAD_UFES_20 = LabelSpace(
+    "PAD-UFES-20", ("ack", "bcc", "mel", "nev", "scc", "sek"),
+    ("Actinic keratosis", "Basal cell carcinoma", "Melanoma", "Nevus", "Squamous cell carcinoma",
+     "Seborrheic keratosis"),
+    frozenset({"bcc", "mel", "scc"}))
+
+SHEET = DataSheet(
+    summary="PAD-UFES-20 smartphone photographs from Brazil",
+    factors=("PAD-UFES-20 was collected by the dermatology programme of the Federal University of Espírito "
+             "Santo (Brazil) with several smartphones, without dermoscopy; it records Fitzpatrick skin "
+             "types (mostly I-III). Performance on dermoscopic images and other populations is unknown."),
+    licence="trained on PAD-UFES-20 (CC BY 4.0)",
+    citation=("Pacheco A. G. C. et al. PAD-UFES-20: a skin lesion dataset composed of patient data and "
+              "clinical images collected from smartphones. Data in Brief 32, 106221 (2020)."),
+    imbalance="BCC is about 37 % of PAD-UFES-20",
+)
+
+
+def find(root: Path) -> Path | None:
+    path = root / METADATA_FILE
+    if not path.is_file():
+        return None
+    with path.open(encoding="utf-8", errors="replace") as handle:
+        header = handle.readline()
+    return root if all(column in header for column in REQUIRED) else None
+
+
+def read(root: Path, options: LabelOptions) -> Dataset:
+    path = root / METADATA_FILE
+    table = read_csv_table(path, REQUIRED, "Metadata")
+    table["dx"] = table["diagnostic"].str.lower()
+    check_codes(table, "dx", PAD_UFES_20, path, "Metadata")
+    rows = pd.DataFrame({"image_id": table["img_id"].map(lambda name: Path(name).stem),
+                         "lesion_id": "PAD_" + table["lesion_id"], "patient_id": table["patient_id"],
+                         "dx": table["dx"], "age": table.get("age", ""),
+                         "sex": table.get("gender", "").str.lower() if "gender" in table else "",
+                         "localization": table.get("region", "").str.lower() if "region" in table else ""})
+    check_unique(rows, "image_id", path, "Metadata")
+    check_one_diagnosis_per_lesion(rows, str(path))
+    on_disk = index_images([root], recursive=True)
+    found, missing = match_images(rows, on_disk, path)
+    extra = unlisted(on_disk, rows["image_id"], root, METADATA_FILE)
+    return Dataset(dataset_table(found), root, "pad-ufes-20", PAD_UFES_20, "patient_id", missing, extra)
+
+
+FORMAT = register(DatasetFormat(
+    name="pad-ufes-20", title="PAD-UFES-20", expects=f"{METADATA_FILE} with img_id and diagnostic, and PNG images",
+    source="https://data.mendeley.com/datasets/zr7vgbcyr2/1", find=find, read=read, sheet=SHEET))
