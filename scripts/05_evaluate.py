@@ -8,18 +8,26 @@ calibration error and Brier score before and after calibration), <run>/test_pred
 plots and the model card <run>/model_card.md. --tta averages over flips; --lesion-level scores
 each lesion by the mean probability of its images (one row per lesion). Variants get their own
 file names (test_metrics_tta.json, test_metrics_lesion.json, ...).
+
+External validation: --data-dir OTHER [--dataset NAME] scores every image of another dataset
+(ISIC 2019, ISIC 2020, PAD-UFES-20, an image list ...) into <run>/external/<dataset>/, its
+diagnoses read in the model's classes through the synonym table, intervals resampling its lesions
+or patients; the model card lists every external result.
 """
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from skin_lesion import cli
 from skin_lesion.defaults import BOOTSTRAP_SAMPLES, PREDICTION_BATCH
+from skin_lesion.errors import MissingFileError
 
 
 def build_parser():
     parser = cli.parser(__doc__)
     cli.add_run_arguments(parser)
+    cli.add_dataset_arguments(parser, None)
     parser.add_argument("--tta", action="store_true", help="average predictions over flips")
     parser.add_argument("--lesion-level", action="store_true",
                         help="score lesions by the mean probability of their images")
@@ -31,11 +39,21 @@ def build_parser():
     return parser
 
 
+def check(args) -> None:
+    """A missing run or data folder is said before TensorFlow starts."""
+    cli.open_run(args)
+    if args.data_dir and not Path(args.data_dir).exists():
+        raise MissingFileError(f"--data-dir {args.data_dir} does not exist; pass the other dataset's folder "
+                               "(or an image list's CSV).")
+
+
 def main(args) -> int:
     from skin_lesion.evaluation.evaluate import evaluate_run
     from skin_lesion.tasks import SCREENING_METRICS
 
     run = cli.open_run(args)
+    if args.data_dir:
+        return external(run, args)
     result = evaluate_run(run, args.tta, args.lesion_level, args.bootstrap, args.batch_size, args.force)
     auc = result[SCREENING_METRICS]["roc_auc"]
     interval = " (95%% CI %.3f-%.3f)" % tuple(auc["ci95"]) if auc["ci95"] else ""
@@ -44,5 +62,21 @@ def main(args) -> int:
     return 0
 
 
+def external(run, args) -> int:
+    from skin_lesion.evaluation.external import validate_externally
+    from skin_lesion.evaluation.model_card import write_model_card
+    from skin_lesion.tasks import SCREENING_METRICS
+
+    result = validate_externally(run, cli.read_dataset(args), args.bootstrap, args.batch_size, args.force)
+    auc = result[SCREENING_METRICS]["roc_auc"]
+    interval = " (95%% CI %.3f-%.3f)" % tuple(auc["ci95"]) if auc["ci95"] else ""
+    logging.info("External ROC-AUC %.3f%s on %d images of %s (%d %ss) -> %s", auc["value"], interval,
+                 result["images"], result["dataset"], result["groups"], result["grouped_by"][:-3],
+                 result["metrics_file"])
+    if run.test_metrics().is_file():
+        logging.info("Model card: %s", write_model_card(run))
+    return 0
+
+
 if __name__ == "__main__":
-    cli.run(build_parser, main, check=cli.open_run)  # a missing run is said before TensorFlow starts
+    cli.run(build_parser, main, check=check)

@@ -85,7 +85,7 @@ def add_dataset_arguments(arguments: argparse.ArgumentParser, default_dir: str |
     from skin_lesion.data.datasets import NAMES  # the registry: pandas, no TensorFlow
 
     default = f" (default: {default_dir})" if default_dir else ""
-    arguments.add_argument("--data-dir", default=default_dir, required=default_dir is None, metavar="DIR",
+    arguments.add_argument("--data-dir", default=default_dir, metavar="DIR",
                            help=f"the dataset's folder, or an image list's CSV{default}")
     arguments.add_argument("--dataset", choices=NAMES, metavar="NAME",
                            help=f"read the data as this dataset: {', '.join(NAMES)} (default: detected from "

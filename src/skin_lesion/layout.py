@@ -131,6 +131,14 @@ class RunLayout:
     def explain_dir(self) -> Path:
         return self.root / EXPLAIN_DIR
 
+    @property
+    def external_root(self) -> Path:
+        return self.root / "external"
+
+    def external_dir(self, dataset: str) -> Path:
+        """``external/<dataset>/``: the model validated on another dataset (``05_evaluate.py --data-dir``)."""
+        return self.external_root / dataset
+
     # --- figures
     @property
     def plots_dir(self) -> Path:

@@ -71,8 +71,10 @@ def stratum_keys(lesions: pd.DataFrame, fractions: dict[str, float]) -> pd.Serie
         counts = keys.map(keys.value_counts())
         rare = (counts < minimum) & (bucket > 1)
         if not rare.any():
-            return keys
+            break
         bucket = bucket.where(~rare, bucket - 1)
+    too_few = set(lesions.loc[counts < minimum, "dx"])  # even single-image groups are too few
+    return keys.where(~lesions["dx"].isin(too_few), lesions["dx"])
 
 
 def too_rare(lesions: pd.DataFrame, splits: int) -> list[str]:

@@ -71,6 +71,20 @@ def calibration_quality(truth: np.ndarray, probabilities: np.ndarray, labels: np
     return quality
 
 
+def screening_metrics(truth: np.ndarray, score: np.ndarray, thresholds: dict[str, float],
+                      groups: np.ndarray, samples: int = BOOTSTRAP_SAMPLES, seed: int = 0) -> dict:
+    """ROC-AUC, PR-AUC and the rates at each threshold of a malignant score, with 95 % intervals
+    that resample ``groups`` (lesions or patients)."""
+    def screening(indices: np.ndarray) -> dict[str, float]:
+        values = ranking_metrics(truth[indices], score[indices])
+        for name, threshold in thresholds.items():
+            values.update({f"{key}@{name}": value for key, value in
+                           rates_at(truth[indices], score[indices], threshold).items()})
+        return values
+
+    return with_intervals(screening(np.arange(len(truth))), cluster_bootstrap(screening, groups, samples, seed))
+
+
 def evaluate_predictions(labels: np.ndarray, probabilities: np.ndarray, lesion_ids: np.ndarray,
                          task: Task, thresholds: dict[str, float], raw_probabilities: np.ndarray | None = None,
                          samples: int = BOOTSTRAP_SAMPLES, seed: int = 0,
@@ -88,20 +102,11 @@ def evaluate_predictions(labels: np.ndarray, probabilities: np.ndarray, lesion_i
     if not task.is_binary and top_classes is None:
         top_classes = probabilities.argmax(axis=1)
 
-    def screening(indices: np.ndarray) -> dict[str, float]:
-        values = ranking_metrics(truth[indices], score[indices])
-        for name, threshold in thresholds.items():
-            values.update({f"{key}@{name}": value for key, value in
-                           rates_at(truth[indices], score[indices], threshold).items()})
-        return values
-
-    everything = np.arange(len(labels))
     raw = probabilities if raw_probabilities is None else raw_probabilities
     result = {
         "cases": int(len(labels)), "malignant": int(truth.sum()),
         "thresholds": thresholds,
-        SCREENING_METRICS: with_intervals(screening(everything),
-                                          cluster_bootstrap(screening, lesion_ids, samples, seed)),
+        SCREENING_METRICS: screening_metrics(truth, score, thresholds, lesion_ids, samples, seed),
         "confusion_matrix": {name: metrics.confusion_matrix(truth, (score >= t).astype(int), labels=[0, 1]).tolist()
                              for name, t in thresholds.items()},
         "calibration": {"calibrated": calibration_quality(truth, probabilities, labels, task, top_classes),
@@ -190,6 +195,12 @@ def plot_test_results(run: RunLayout, tag: str, result: dict, labels: np.ndarray
                 run.test_plot("reliability", tag))
 
 
+def operating_points(predictor: Predictor) -> dict[str, float]:
+    """The thresholds results are reported at: the tuned one (if any) and 0.5."""
+    untuned = {f"{UNTUNED_THRESHOLD}": UNTUNED_THRESHOLD}
+    return {"tuned": predictor.threshold, **untuned} if predictor.threshold_record else untuned
+
+
 def evaluate_run(run: RunLayout, tta: bool = False, lesion_level: bool = False,
                  bootstrap: int = BOOTSTRAP_SAMPLES, batch_size: int = PREDICTION_BATCH, force: bool = False) -> dict:
     """Predict the test split once with the run's best model and write metrics, predictions
@@ -199,8 +210,7 @@ def evaluate_run(run: RunLayout, tta: bool = False, lesion_level: bool = False,
         refuse_overwrite(path, force, "Evaluation result")
     predictor = load_predictor(run)
     task = predictor.task
-    untuned = {f"{UNTUNED_THRESHOLD}": UNTUNED_THRESHOLD}
-    thresholds = {"tuned": predictor.threshold, **untuned} if predictor.threshold_record else untuned
+    thresholds = operating_points(predictor)
 
     images = run_split_images(run, "test", predictor.img_size)
     log.info("Scoring %d test images at %dx%d, the model's input size%s", len(images.table),

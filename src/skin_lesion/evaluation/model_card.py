@@ -169,6 +169,32 @@ def data_sections(records: RunRecords) -> str:
     return "\n\n".join(parts)
 
 
+def external_results(run: RunLayout) -> list[dict]:
+    """Every external validation of the run (``external/<dataset>/metrics.json``), by dataset."""
+    return [read_json(path, "External validation") for path in sorted(run.external_root.glob("*/metrics.json"))]
+
+
+def external_section(records: RunRecords) -> str:
+    """One row per other dataset the model was scored on, or what is missing."""
+    results = external_results(records.run)
+    if not results:
+        return ("## External validation\n\nNone yet: score another dataset with `scripts/05_evaluate.py "
+                "--data-dir OTHER` before claiming the figures hold elsewhere.")
+    point = records.point
+    rows = [[result["dataset"], f"{result['images']} images, {result['groups']} {result['grouped_by'][:-3]}s",
+             result["malignant"], value_with_interval(result[SCREENING_METRICS]["roc_auc"]),
+             value_with_interval(result[SCREENING_METRICS].get(f"sensitivity@{point}")),
+             value_with_interval(result[SCREENING_METRICS].get(f"specificity@{point}")),
+             ", ".join(result["unknown_to_model"]) or "—"] for result in results]
+    return "\n\n".join([
+        "## External validation",
+        f"Every image of another dataset, none seen in training or tuning; diagnoses read in the model's "
+        f"classes through the synonym table, unknown ones by their dataset's rule. Rates at the {point} "
+        "threshold; intervals resample the dataset's lesions or patients.",
+        markdown_table(["dataset", "scored", "malignant", "ROC-AUC", "sensitivity", "specificity",
+                        "diagnoses the model does not know"], rows)])
+
+
 def per_diagnosis_rates(records: RunRecords) -> list[list]:
     """For each diagnosis in the test split: images, and the share called malignant (the
     sensitivity for malignant diagnoses, 1 - specificity for benign ones)."""
@@ -213,8 +239,10 @@ def caveats(records: RunRecords) -> str:
         (f"The network was trained from scratch on {records.config['images']['train']:,} images; "
          "ImageNet-pretrained backbones are expected to do better." if not records.pretrained
          else "The backbone starts from ImageNet weights, learned on natural photographs, not skin."),
-        "Test figures come from one lesion-level split of one dataset; an external test set (other "
-        "hospitals, devices, populations) is needed before any claim of generality.",
+        ("Test figures come from one split of one dataset; an external test set (other hospitals, "
+         "devices, populations) is needed before any claim of generality." if not external_results(records.run)
+         else "External results (above) cover only the datasets listed; other hospitals, devices and "
+              "populations remain untested."),
         "Grad-CAM maps (`scripts/07_explain.py`) show where the network looked, not why; they are "
         "coarse at low resolution.",
     ]
@@ -235,6 +263,7 @@ def model_card(run: RunLayout) -> str:
         + (": this model takes them as inputs." if uses_metadata else "."),
         metrics_section(records),
         data_sections(records),
+        external_section(records),
         analyses_section(records),
         caveats(records),
         "## Citation\n\n" + records.sheet.citation,

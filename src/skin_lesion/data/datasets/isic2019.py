@@ -17,12 +17,11 @@ import pandas as pd
 
 from skin_lesion.data.dataset import (Dataset, check_unique, dataset_table, index_images, line_numbers,
                                       match_images, read_csv_table, unlisted)
+from skin_lesion.data.datasets.labels import with_images_only
 from skin_lesion.data.datasets.registry import DataSheet, DatasetFormat, LabelOptions, register
 from skin_lesion.data.files import list_some
 from skin_lesion.errors import DatasetError
 from skin_lesion.tasks import LabelSpace
-
-log = logging.getLogger(__name__)
 
 GROUND_TRUTH_FILE = "ISIC_2019_Training_GroundTruth.csv"
 METADATA_FILE = "ISIC_2019_Training_Metadata.csv"
@@ -32,6 +31,8 @@ DIAGNOSES = {"ak": "Actinic keratosis", "bcc": "Basal cell carcinoma",
              "bkl": "Benign keratosis (solar lentigo, seborrheic keratosis, lichen planus-like keratosis)",
              "df": "Dermatofibroma", "mel": "Melanoma", "nv": "Melanocytic nevus",
              "scc": "Squamous cell carcinoma", "vasc": "Vascular lesion", "unk": "None of the others"}
+log = logging.getLogger(__name__)
+
 MALIGNANT = frozenset({"ak", "bcc", "mel", "scc"})
 
 SHEET = DataSheet(
@@ -80,14 +81,7 @@ def read_ground_truth(path: Path) -> pd.DataFrame:
     return result
 
 
-def label_space(present: set[str]) -> LabelSpace:
-    """ISIC 2019's diagnoses that have images; the others are left out with a warning."""
-    absent = sorted(set(DIAGNOSES) - present)
-    if absent:
-        log.warning("ISIC 2019: no image of %s in this data; left out of the model's classes.",
-                    ", ".join(code.upper() for code in absent))
-    codes = tuple(sorted(present))
-    return LabelSpace("ISIC 2019", codes, tuple(DIAGNOSES[code] for code in codes), MALIGNANT & set(codes))
+ISIC2019 = LabelSpace("ISIC 2019", tuple(DIAGNOSES), tuple(DIAGNOSES.values()), MALIGNANT)
 
 
 def read_metadata(path: Path) -> pd.DataFrame:
@@ -118,7 +112,7 @@ def read(root: Path, options: LabelOptions) -> Dataset:
     if (conflicting > 1).any():
         raise DatasetError(f"{root / METADATA_FILE}: lesion(s) {list_some(conflicting[conflicting > 1].index)} "
                            "have images with different diagnoses in the ground truth.")
-    return Dataset(dataset_table(found), root, "isic2019", label_space(set(found["dx"])), "lesion_id",
+    return Dataset(dataset_table(found), root, "isic2019", with_images_only(ISIC2019, set(found["dx"])), "lesion_id",
                    missing, extra)
 
 

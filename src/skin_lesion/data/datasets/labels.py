@@ -26,11 +26,14 @@ benign vs malignant only               —         —          —          ben
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 from skin_lesion.data.datasets.registry import LabelOptions
 from skin_lesion.errors import DatasetError
 from skin_lesion.tasks import LabelSpace
+
+log = logging.getLogger(__name__)
 
 #: Codes that name the same diagnosis in different datasets.
 SYNONYMS: tuple[frozenset[str], ...] = (
@@ -81,3 +84,16 @@ def label_space_from_names(names: list[str], default_name: str, options: LabelOp
     return LabelSpace(name=str(record.get("name", default_name)), codes=tuple(names),
                       display_names=tuple(str(shown.get(code, code)) for code in names),
                       malignant=frozenset(malignant))
+
+
+def with_images_only(space: LabelSpace, present: set[str]) -> LabelSpace:
+    """``space`` without the diagnoses that have no image here (a model cannot learn them, and a
+    7-class split would refuse them); a warning names them."""
+    absent = [code for code in space.codes if code not in present]
+    if not absent:
+        return space
+    log.warning("%s: no image of %s in this data; left out of the model's classes.", space.name,
+                ", ".join(absent))
+    kept = [code for code in space.codes if code in present]
+    return LabelSpace(space.name, tuple(kept), tuple(space.display_name(code) for code in kept),
+                      space.malignant & set(kept))

@@ -17,6 +17,7 @@ import pandas as pd
 
 from skin_lesion.data.dataset import (Dataset, check_codes, check_one_diagnosis_per_lesion, check_unique,
                                       dataset_table, index_images, match_images, read_csv_table, unlisted)
+from skin_lesion.data.datasets.labels import with_images_only
 from skin_lesion.data.datasets.registry import DataSheet, DatasetFormat, LabelOptions, register
 from skin_lesion.tasks import LabelSpace
 
@@ -65,7 +66,8 @@ def read(root: Path, options: LabelOptions) -> Dataset:
     on_disk = index_images([root], recursive=True)
     found, missing = match_images(rows, on_disk, path)
     extra = unlisted(on_disk, rows["image_id"], root, METADATA_FILE)
-    return Dataset(dataset_table(found), root, "pad-ufes-20", PAD_UFES_20, "patient_id", missing, extra)
+    return Dataset(dataset_table(found), root, "pad-ufes-20", with_images_only(PAD_UFES_20, set(found["dx"])),
+                   "patient_id", missing, extra)
 
 
 FORMAT = register(DatasetFormat(
