@@ -231,6 +231,7 @@ def test_printed_table_rounds_intervals_and_leaves_out_empty_columns(outputs):
     first = shown[table["path"] == "runs/20240101-100000_simple_cnn_binary"].iloc[0]
     assert first["test ROC-AUC [95% CI]"] == "0.912 [0.890, 0.931]" and first["threshold"] == "0.312"
     assert (first["epochs"], first["best epoch"], first["lr1"], first["meta"]) == ("5/7", "2", "0.001", "yes")
+    assert first["data"].startswith("HAM10000")  # a record without a label space is HAM10000's
     lines = compare.markdown(shown).splitlines()
     assert len(lines) == len(table) + 2 and len({len(line) for line in lines}) == 1
     assert lines[1].startswith("| ---")

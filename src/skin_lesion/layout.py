@@ -42,6 +42,12 @@ def split_paths(split_dir: Path) -> tuple[Path, Path]:
     return split_dir / SPLIT_FILE, split_dir / SPLIT_SUMMARY_FILE
 
 
+def split_record(split_file: Path) -> tuple[dict, str]:
+    """The summary beside a split file (empty where there is none) and its path, for errors."""
+    summary_file = split_paths(Path(split_file).parent)[1]
+    return (read_json(summary_file, "Split summary") if summary_file.is_file() else {}), str(summary_file)
+
+
 class RunLayout:
     """The files of one training run folder, ``outputs/runs/<time>_<arch>_<task>/``.
 

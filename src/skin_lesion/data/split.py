@@ -28,7 +28,7 @@ from skin_lesion.data.files import list_some
 from skin_lesion.data.records import label_space_of
 from skin_lesion.defaults import SPLIT_RATIOS, SPLIT_SEED
 from skin_lesion.errors import ConfigError, DatasetError, MissingFileError, OverwriteError
-from skin_lesion.io_utils import read_json, refuse_overwrite, write_json_atomic, write_text_atomic
+from skin_lesion.io_utils import refuse_overwrite, write_json_atomic, write_text_atomic
 from skin_lesion.tasks import LabelSpace, Task
 
 log = logging.getLogger(__name__)
@@ -246,22 +246,16 @@ def read_split(path: Path) -> pd.DataFrame:
     return table.assign(label=table["label"].astype(np.int64))
 
 
-def split_record(split_file: Path) -> tuple[dict, str]:
-    """The summary beside a split file (empty where there is none) and its path, for errors."""
-    summary_file = layout.split_paths(Path(split_file).parent)[1]
-    return (read_json(summary_file, "Split summary") if summary_file.is_file() else {}), str(summary_file)
-
-
 def split_label_space(split_file: Path) -> LabelSpace:
     """The label space of a split, from the summary beside it (HAM10000's for splits written
     before summaries carried one, or without a summary)."""
-    return label_space_of(*split_record(split_file))
+    return label_space_of(*layout.split_record(split_file))
 
 
 def split_grouping(split_file: Path) -> str:
     """What the split kept together, ``lesion_id`` or ``patient_id``: the unit that bootstrap
     intervals resample (lesions for splits written before it was recorded)."""
-    return split_record(split_file)[0].get("group_by", "lesion_id")
+    return layout.split_record(split_file)[0].get("group_by", "lesion_id")
 
 
 def split_summary(split: Split, dataset: Dataset, task: Task, ratios, seed: int) -> dict:

@@ -20,7 +20,8 @@ from typing import Any, Callable
 import pandas as pd
 
 from skin_lesion import layout
-from skin_lesion.errors import ConfigError, MissingFileError
+from skin_lesion.data.records import label_space_of
+from skin_lesion.errors import ConfigError, MissingFileError, UserError
 from skin_lesion.io_utils import JSONReadError, read_json, write_text_atomic
 from skin_lesion.markdown import markdown_table
 from skin_lesion.tasks import CLASS_METRICS, SCREENING_METRICS
@@ -33,7 +34,7 @@ TEST_METRICS = (("test_roc_auc", SCREENING_METRICS, "roc_auc"),
                 ("test_pr_auc", SCREENING_METRICS, "pr_auc"),
                 ("test_balanced_accuracy", CLASS_METRICS, "balanced_accuracy"),
                 ("test_macro_roc_auc", CLASS_METRICS, "macro_roc_auc"))
-COLUMNS = ["run", "study", "trial", "architecture", "task", "img_size", "epochs_planned",
+COLUMNS = ["run", "study", "trial", "dataset", "data_dir", "architecture", "task", "img_size", "epochs_planned",
            "epochs_completed", "learning_rate_phase1", "learning_rate_phase2", "use_metadata",
            "val_pr_auc", "best_epoch",
            *[f"{name}{end}" for name, _, _ in TEST_METRICS[:2] for end in ("", "_low", "_high")],
@@ -42,7 +43,7 @@ COLUMNS = ["run", "study", "trial", "architecture", "task", "img_size", "epochs_
            "training_seconds", "started", "status", "path"]
 INTEGER_COLUMNS = ["trial", "img_size", "epochs_planned", "epochs_completed", "best_epoch"]
 #: Sorted A-Z / low-high; every other column high-low (best metrics, newest runs first).
-ASCENDING = {"run", "study", "trial", "architecture", "task", "status", "path"}
+ASCENDING = {"run", "study", "trial", "dataset", "data_dir", "architecture", "task", "status", "path"}
 RUN_NAME_TIME = re.compile(r"^(\d{8}-\d{6})_")
 
 
@@ -171,6 +172,20 @@ def config_columns(config: dict) -> tuple[dict, list[str]]:
     return row, problems
 
 
+def data_columns(config: dict, path: Path) -> dict:
+    """Which dataset (its label space's name) and which folder of it the run learnt from, so a
+    demo run on the sample is never mistaken for one on the real data."""
+    columns: dict = {"dataset": None, "data_dir": None}
+    split_file = string(config.get("split_file"))
+    try:
+        columns["dataset"] = label_space_of(config, str(path / layout.CONFIG_FILE)).name
+        summary = layout.split_record(Path(split_file))[0] if split_file else {}
+        columns["data_dir"] = string(summary.get("source_dir")) if isinstance(summary, dict) else None
+    except UserError:  # a damaged record: the row's other columns say what they can
+        pass
+    return columns
+
+
 def test_columns(metrics: Any) -> tuple[dict, list[str]]:
     """Test ROC-AUC and PR-AUC (and the multiclass summary) with intervals, and the tuned threshold."""
     if not part(metrics, SCREENING_METRICS):
@@ -214,6 +229,7 @@ def run_row(path: Path, outputs_dir: Path | None = None) -> dict:
     else:
         values, found = config_columns(config)
         row.update({key: value for key, value in values.items() if value is not None})
+        row.update(data_columns(config, path))
         problems += found
     architecture = string(config.get("architecture")) or ""
     run = layout.RunLayout(path, architecture)
@@ -303,6 +319,7 @@ DISPLAY: dict[str, Callable[[pd.Series], str]] = {
     "run": lambda r: text(r["run"]),
     "study": lambda r: text(r["study"]),
     "trial": lambda r: number_text(r["trial"], ".0f"),
+    "data": lambda r: " · ".join(part for part in (text(r["dataset"]), Path(text(r["data_dir"])).name) if part),
     "arch": lambda r: text(r["architecture"]),
     "task": lambda r: text(r["task"]),
     "img": lambda r: number_text(r["img_size"], ".0f"),
