@@ -317,7 +317,9 @@ def pad_ufes_zip(tmp_path: Path, wrapper: str = "", extra: dict[str, bytes] | No
         parts[i % 3 + 1][f"imgs_part_{i % 3 + 1}/PAT_{i}_{100 + i}_{i}.png"] = image_bytes(tmp_path, ".png")
     members = {f"{wrapper}metadata.csv": "\n".join(rows).encode() + b"\n"}
     for part, images in parts.items():
-        nested = zip_files(tmp_path / f"imgs_part_{part}.zip", {**images, **(extra if part == 3 else {})} if extra else images)
+        if part == 3:
+            images.update(extra or {})
+        nested = zip_files(tmp_path / f"imgs_part_{part}.zip", images)
         members[f"{wrapper}images/imgs_part_{part}.zip"] = nested.read_bytes()
     return zip_files(tmp_path / "zr7vgbcyr2-1.zip", members)
 

@@ -575,7 +575,8 @@ def fetch_dataset(
             files = download_https(download, archive_dir, fetch)
         ours = " and ".join(str(path) for path in files)
         count = install_dataset(files, data_dir, expected,
-                                f"delete {ours} (our download) and run {download.again} again", name)
+                                f"delete {ours} (our download) and run {download.again}"
+                                f"{' --kaggle' if kaggle and download.urls else ''} again", name)
     log.info("%s is ready in %s (%d images).", title, data_dir, count)
     return count
 
