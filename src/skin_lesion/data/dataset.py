@@ -112,6 +112,17 @@ def read_csv_table(path: Path, required: tuple[str, ...], what: str) -> pd.DataF
     return table
 
 
+def has_columns(path: Path, columns: tuple[str, ...]) -> bool:
+    """Whether ``path`` is a CSV file whose header names ``columns`` (any case): how a reader
+    recognises its label file without reading the whole of it."""
+    if not path.is_file():
+        return False
+    with path.open(encoding="utf-8", errors="replace") as handle:
+        header = handle.readline()
+    names = {name.strip().strip('"').lower() for name in header.split(detect_separator(header))}
+    return {column.lower() for column in columns} <= names
+
+
 def line_numbers(table: pd.DataFrame) -> pd.Index:
     """Line numbers as an editor shows them (line 1 is the header)."""
     return table.index + 2

@@ -20,6 +20,7 @@ import pandas as pd
 
 from skin_lesion.data.dataset import Dataset
 from skin_lesion.data.datasets import isic2019, isic2020, pad_ufes20
+from skin_lesion.data.datasets.ham10000 import HAM10000
 from skin_lesion.errors import OverwriteError
 from skin_lesion.io_utils import staging_dir
 
@@ -34,13 +35,17 @@ def patients(table: pd.DataFrame) -> pd.Series:
     return table["lesion_id"].map(lambda lesion: f"IP_{number[lesion]:07d}")
 
 
+def copy_images(table: pd.DataFrame, folder: Path, names: list[str] | None = None) -> None:
+    """The table's JPEGs into ``folder``, byte for byte, as ``<name>.jpg`` (default: the image id)."""
+    folder.mkdir()
+    for name, path in zip(names or table["image_id"], table["image_path"]):
+        shutil.copyfile(path, folder / f"{name}.jpg")
+
+
 def write_isic2019(table: pd.DataFrame, folder: Path) -> None:
-    images = folder / isic2019.IMAGE_FOLDER
-    images.mkdir()
     names = [f"{image_id}{isic2019.DOWNSAMPLED}" if position % 7 == 0 else image_id
              for position, image_id in enumerate(table["image_id"])]
-    for name, path in zip(names, table["image_path"]):
-        shutil.copyfile(path, images / f"{name}.jpg")
+    copy_images(table, folder / isic2019.IMAGE_FOLDER, names)
     truth = pd.DataFrame({"image": names})
     for column in (*ISIC2019_CODES.values(), "SCC", "UNK"):
         truth[column] = 0.0
@@ -54,11 +59,8 @@ def write_isic2019(table: pd.DataFrame, folder: Path) -> None:
 
 
 def write_isic2020(table: pd.DataFrame, folder: Path) -> None:
-    images = folder / "train"
-    images.mkdir()
-    for image_id, path in zip(table["image_id"], table["image_path"]):
-        shutil.copyfile(path, images / f"{image_id}.jpg")
-    malignant = table["dx"].isin(("akiec", "bcc", "mel"))
+    copy_images(table, folder / "train")
+    malignant = pd.Series(HAM10000.is_malignant(table["dx"]).astype(bool))
     pd.DataFrame({"image_name": table["image_id"], "patient_id": patients(table), "sex": table["sex"],
                   "age_approx": table["age"], "anatom_site_general_challenge": table["localization"],
                   "diagnosis": table["dx"], "benign_malignant": malignant.map({True: "malignant", False: "benign"}),
@@ -82,15 +84,12 @@ def write_pad_ufes20(table: pd.DataFrame, folder: Path) -> None:
 
 
 def write_image_list(table: pd.DataFrame, folder: Path) -> None:
-    images = folder / "images"
-    images.mkdir()
-    for image_id, path in zip(table["image_id"], table["image_path"]):
-        shutil.copyfile(path, images / f"{image_id}.jpg")
+    copy_images(table, folder / "images")
     pd.DataFrame({"path": "images/" + table["image_id"] + ".jpg", "label": table["dx"], "group": table["lesion_id"],
                   "age": table["age"], "sex": table["sex"], "site": table["localization"]}).to_csv(
         folder / "images.csv", index=False, lineterminator="\n")
     (folder / "labels.json").write_text(json.dumps({"name": "HAM10000 sample as an image list",
-                                                     "malignant": ["akiec", "bcc", "mel"]}, indent=2) + "\n")
+                                                     "malignant": list(HAM10000.malignant_codes)}, indent=2) + "\n")
 
 
 WRITERS: dict[str, Callable[[pd.DataFrame, Path], None]] = {

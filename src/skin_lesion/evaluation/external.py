@@ -97,9 +97,9 @@ def validate_externally(run: RunLayout, dataset: Dataset, bootstrap: int = BOOTS
     mapping = label_mapping(dataset, predictor)
     unknown = {code: int((dataset.table["dx"] == code).sum()) for code, mine in mapping.items() if mine is None}
     if unknown:
-        log.warning("The model does not know %s of %s; %s count by %s's own rule (malignant: %s).",
-                    ", ".join(f"{code} ({count} images)" for code, count in unknown.items()),
-                    dataset.label_space.name, "they", dataset.label_space.name,
+        name = dataset.label_space.name
+        log.warning("The model does not know %s of %s; they count by %s's own rule (malignant: %s).",
+                    ", ".join(f"{code} ({count} images)" for code, count in unknown.items()), name, name,
                     ", ".join(dataset.label_space.malignant_codes) or "none")
     log.info("Scoring all %d images of %s at %dx%d", len(dataset.table), dataset.label_space.name,
              predictor.img_size, predictor.img_size)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from skin_lesion.data.dataset import (Dataset, check_missing_fraction, check_one_diagnosis_per_lesion,
-                                      check_unique, dataset_table, read_csv_table)
+                                      check_unique, dataset_table, has_columns, read_csv_table)
 from skin_lesion.data.datasets.labels import label_space_from_names
 from skin_lesion.data.datasets.registry import DatasetFormat, LabelOptions, register
 from skin_lesion.data.files import has_image_extension
@@ -23,11 +23,7 @@ LABELS_FILE = "labels.json"
 
 
 def find(root: Path) -> Path | None:
-    if not (root.is_file() and root.suffix.lower() == ".csv"):
-        return None
-    with root.open(encoding="utf-8", errors="replace") as handle:
-        header = handle.readline().lower()
-    return root if all(column in header for column in REQUIRED) else None
+    return root if root.suffix.lower() == ".csv" and has_columns(root, REQUIRED) else None
 
 
 def absolute(path: str, folder: Path) -> str:

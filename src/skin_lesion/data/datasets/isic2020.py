@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from skin_lesion.data.dataset import (Dataset, check_no_blanks, check_unique, dataset_table, index_images,
-                                      line_numbers, match_images, read_csv_table, unlisted)
+from skin_lesion.data.dataset import (Dataset, check_no_blanks, check_unique, dataset_table, has_columns,
+                                      index_images, line_numbers, match_images, read_csv_table, unlisted)
 from skin_lesion.data.datasets.registry import DataSheet, DatasetFormat, LabelOptions, register
 from skin_lesion.data.files import list_some
 from skin_lesion.errors import DatasetError
@@ -44,14 +44,7 @@ SHEET = DataSheet(
 
 def labels_file(root: Path) -> Path | None:
     """The first label file in ``root`` whose header names the ISIC 2020 columns."""
-    for name in LABEL_FILES:
-        path = root / name
-        if path.is_file():
-            with path.open(encoding="utf-8", errors="replace") as handle:
-                header = handle.readline()
-            if all(column in header for column in REQUIRED):
-                return path
-    return None
+    return next((root / name for name in LABEL_FILES if has_columns(root / name, REQUIRED)), None)
 
 
 def find(root: Path) -> Path | None:

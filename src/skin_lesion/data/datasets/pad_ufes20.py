@@ -16,7 +16,8 @@ from pathlib import Path
 import pandas as pd
 
 from skin_lesion.data.dataset import (Dataset, check_codes, check_one_diagnosis_per_lesion, check_unique,
-                                      dataset_table, index_images, match_images, read_csv_table, unlisted)
+                                      dataset_table, has_columns, index_images, match_images, read_csv_table,
+                                      unlisted)
 from skin_lesion.data.datasets.labels import with_images_only
 from skin_lesion.data.datasets.registry import DataSheet, DatasetFormat, LabelOptions, register
 from skin_lesion.tasks import LabelSpace
@@ -43,12 +44,7 @@ SHEET = DataSheet(
 
 
 def find(root: Path) -> Path | None:
-    path = root / METADATA_FILE
-    if not path.is_file():
-        return None
-    with path.open(encoding="utf-8", errors="replace") as handle:
-        header = handle.readline()
-    return root if all(column in header for column in REQUIRED) else None
+    return root if has_columns(root / METADATA_FILE, REQUIRED) else None
 
 
 def read(root: Path, options: LabelOptions) -> Dataset:
