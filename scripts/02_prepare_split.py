@@ -34,6 +34,7 @@ def build_parser():
 
 
 def main(args) -> int:
+    from skin_lesion.data.dataset import GROUP_NAMES
     from skin_lesion.data.split import write_split
 
     dataset = cli.read_dataset(args)
@@ -42,7 +43,7 @@ def main(args) -> int:
         logging.info("%-5s %5d images, %5d lesions, %.1f%% malignant", name, part["images"],
                      part["lesions"], 100 * part["positive_ratio"])
     logging.info("%s, %d classes (%s), split by %s", dataset.label_space.name, len(dataset.label_space.codes),
-                 ", ".join(dataset.label_space.codes), dataset.group_by.replace("_id", ""))
+                 ", ".join(dataset.label_space.codes), GROUP_NAMES[dataset.group_by])
     return 0
 
 

@@ -27,7 +27,8 @@ from skin_lesion.errors import MissingFileError
 def build_parser():
     parser = cli.parser(__doc__)
     cli.add_run_arguments(parser)
-    cli.add_dataset_arguments(parser, None)
+    cli.add_dataset_arguments(parser, None, "validate on every image of another dataset (its folder, or an "
+                                            "image list's CSV) instead of the test split")
     parser.add_argument("--tta", action="store_true", help="average predictions over flips")
     parser.add_argument("--lesion-level", action="store_true",
                         help="score lesions by the mean probability of their images")
@@ -49,32 +50,28 @@ def check(args) -> None:
 
 def main(args) -> int:
     from skin_lesion.evaluation.evaluate import evaluate_run
+    from skin_lesion.evaluation.model_card import value_with_interval
     from skin_lesion.tasks import SCREENING_METRICS
 
     run = cli.open_run(args)
     if args.data_dir:
         return external(run, args)
     result = evaluate_run(run, args.tta, args.lesion_level, args.bootstrap, args.batch_size, args.force)
-    auc = result[SCREENING_METRICS]["roc_auc"]
-    interval = " (95%% CI %.3f-%.3f)" % tuple(auc["ci95"]) if auc["ci95"] else ""
-    logging.info("Test ROC-AUC %.3f%s on %d %ss -> %s", auc["value"], interval, result["cases"],
-                 result["level"], result["metrics_file"])
+    logging.info("Test ROC-AUC %s on %d %ss -> %s", value_with_interval(result[SCREENING_METRICS]["roc_auc"]),
+                 result["cases"], result["level"], result["metrics_file"])
     return 0
 
 
 def external(run, args) -> int:
+    from skin_lesion.data.dataset import GROUP_NAMES
     from skin_lesion.evaluation.external import validate_externally
-    from skin_lesion.evaluation.model_card import write_model_card
+    from skin_lesion.evaluation.model_card import value_with_interval
     from skin_lesion.tasks import SCREENING_METRICS
 
     result = validate_externally(run, cli.read_dataset(args), args.bootstrap, args.batch_size, args.force)
-    auc = result[SCREENING_METRICS]["roc_auc"]
-    interval = " (95%% CI %.3f-%.3f)" % tuple(auc["ci95"]) if auc["ci95"] else ""
-    logging.info("External ROC-AUC %.3f%s on %d images of %s (%d %ss) -> %s", auc["value"], interval,
-                 result["images"], result["dataset"], result["groups"], result["grouped_by"][:-3],
-                 result["metrics_file"])
-    if run.test_metrics().is_file():
-        logging.info("Model card: %s", write_model_card(run))
+    logging.info("External ROC-AUC %s on %d images of %s (%d %ss) -> %s",
+                 value_with_interval(result[SCREENING_METRICS]["roc_auc"]), result["images"], result["dataset"],
+                 result["groups"], GROUP_NAMES[result["grouped_by"]], result["metrics_file"])
     return 0
 
 

@@ -102,6 +102,9 @@ def test_each_layout_splits_by_its_groups_trains_and_scores_with_its_class_names
         assert [c for c in scores.columns if c.startswith("prob_")] == [f"prob_{code}" for code in codes]
         assert set(scores["top_class"]) <= set(codes)
     assert (scores["error"] == "").all() and scores["malignant_score"].between(0, 1).all()
+    run_script("05_evaluate.py", "--outputs-dir", tmp_path, "--bootstrap", 20)
+    card = ((tmp_path / "latest").resolve() / "model_card.md").read_text()
+    assert f"Intervals resample {group[:-3]}s" in card  # what the split kept together
 
 
 @pytest.mark.slow

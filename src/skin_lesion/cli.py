@@ -80,13 +80,14 @@ def add_run_arguments(arguments: argparse.ArgumentParser) -> None:
                            help="where 'latest' is looked for (default: %(default)s)")
 
 
-def add_dataset_arguments(arguments: argparse.ArgumentParser, default_dir: str | None) -> None:
+def add_dataset_arguments(arguments: argparse.ArgumentParser, default_dir: str | None,
+                          data_help: str = "the dataset's folder, or an image list's CSV") -> None:
     """``--data-dir``, ``--dataset`` and ``--malignant``, for the steps that read a dataset."""
     from skin_lesion.data.datasets import NAMES  # the registry: pandas, no TensorFlow
 
     default = f" (default: {default_dir})" if default_dir else ""
     arguments.add_argument("--data-dir", default=default_dir, metavar="DIR",
-                           help=f"the dataset's folder, or an image list's CSV{default}")
+                           help=f"{data_help}{default}")
     arguments.add_argument("--dataset", choices=NAMES, metavar="NAME",
                            help=f"read the data as this dataset: {', '.join(NAMES)} (default: detected from "
                                 "the files)")

@@ -24,8 +24,8 @@ log = logging.getLogger(__name__)
 PATIENT_COLUMNS = ("age", "sex", "localization")
 #: The columns of every dataset's table, whatever its source.
 TABLE_COLUMNS = ("image_id", "lesion_id", "patient_id", "dx", *PATIENT_COLUMNS, "image_path", "split")
-#: What a split keeps together: images of one lesion, or every image of one patient.
-GROUPINGS = ("lesion_id", "patient_id")
+#: What a split keeps together (images of one lesion, or every image of one patient), as people say it.
+GROUP_NAMES = {"lesion_id": "lesion", "patient_id": "patient"}
 SEPARATORS = ",;\t|"
 #: Share of listed images that may be missing (or undecodable) before a step refuses to go on.
 MISSING_ABORT_FRACTION = 0.05
@@ -195,7 +195,8 @@ def match_images(table: pd.DataFrame, on_disk: dict[str, Path], source: Path) ->
 
 def unlisted(on_disk: dict[str, Path], listed, folder: Path, listing: str) -> list[str]:
     """Image files that the listing does not name: reported, not used."""
-    names = sorted(image_id for image_id in on_disk if image_id not in set(listed))
+    listed = set(listed)
+    names = sorted(image_id for image_id in on_disk if image_id not in listed)
     if names:
         log.warning("%d image file(s) in %s are not listed in %s and are not used: %s",
                     len(names), folder, listing, list_some(names))

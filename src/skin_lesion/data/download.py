@@ -251,12 +251,6 @@ def download_from_kaggle(
     return archive
 
 
-def download_archive(archive_dir: Path, api_factory: Callable[[], object] = default_kaggle_api,
-                     environ: Mapping[str, str] | None = None, home: Path | None = None) -> Path:
-    """HAM10000's Kaggle zip in ``archive_dir`` (see :func:`download_from_kaggle`)."""
-    return download_from_kaggle(DOWNLOADS["ham10000"], archive_dir, api_factory, environ, home)
-
-
 def range_total(error: urllib.error.HTTPError) -> int | None:
     """The full size a 416 answer names (``Content-Range: bytes */SIZE``), if it does."""
     value = (error.headers or {}).get("Content-Range", "")

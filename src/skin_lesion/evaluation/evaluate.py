@@ -7,12 +7,14 @@ before and after calibration. Confidence intervals resample lesions (``skin_lesi
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from sklearn import metrics
 from sklearn.calibration import calibration_curve
 
+from skin_lesion.data.split import split_grouping
 from skin_lesion.defaults import BOOTSTRAP_SAMPLES, PREDICTION_BATCH, UNTUNED_THRESHOLD
 from skin_lesion.evaluation.model_card import write_model_card
 from skin_lesion.io_utils import read_json, refuse_overwrite, write_json_atomic, write_text_atomic
@@ -224,11 +226,12 @@ def evaluate_run(run: RunLayout, tta: bool = False, lesion_level: bool = False,
         case_raw = aggregate_lesions(table, raw)[1]
     top_classes = None if task.is_binary else predictor.top_classes(case_probabilities)
     predictions = prediction_table(cases, case_probabilities, predictor, thresholds, top_classes)
-    result = evaluate_predictions(cases["label"].to_numpy(), case_probabilities, cases["lesion_id"].to_numpy(),
+    split_file = read_json(run.config, "Training config")["split_file"]
+    grouped_by = split_grouping(Path(split_file))  # intervals resample what the split kept together
+    result = evaluate_predictions(cases["label"].to_numpy(), case_probabilities, cases[grouped_by].to_numpy(),
                                   task, thresholds, case_raw, samples=bootstrap, top_classes=top_classes)
     result.update({"level": "lesion" if lesion_level else "image", "tta": tta,
-                   "model": str(run.best_model),
-                   "split_file": read_json(run.config, "Training config")["split_file"], "task": task.kind,
+                   "model": str(run.best_model), "split_file": split_file, "task": task.kind,
                    "img_size": predictor.img_size, "calibration_method": predictor.calibration.method,
                    "threshold_source": str(run.threshold) if predictor.threshold_record else None,
                    "excluded_images": images.unusable, "bootstrap_samples": bootstrap,

@@ -23,6 +23,7 @@ from skin_lesion.data.datasets.labels import counterpart
 from skin_lesion.defaults import BOOTSTRAP_SAMPLES, PREDICTION_BATCH
 from skin_lesion.errors import DatasetError
 from skin_lesion.evaluation.evaluate import multiclass_metrics, operating_points, screening_metrics
+from skin_lesion.evaluation.model_card import write_model_card
 from skin_lesion.io_utils import refuse_overwrite, write_json_atomic, write_text_atomic
 from skin_lesion.layout import RunLayout
 from skin_lesion.plots import roc_figure, save_figure, score_histogram_figure
@@ -126,5 +127,7 @@ def validate_externally(run: RunLayout, dataset: Dataset, bootstrap: int = BOOTS
     write_text_atomic(out_dir / PREDICTIONS_FILE, usable.assign(malignant=truth).to_csv(index=False))
     plot_external(out_dir, truth, score, result, f"external: {dataset.label_space.name}")
     write_json_atomic(out_dir / METRICS_FILE, result)
+    if run.test_metrics().is_file():  # the card is written from the test evaluation, with this beside it
+        log.info("Model card: %s", write_model_card(run))
     result["metrics_file"] = str(out_dir / METRICS_FILE)
     return result

@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from skin_lesion.data.dataset import GROUP_NAMES
 from skin_lesion.data.datasets import data_sheet
 from skin_lesion.data.datasets.registry import DataSheet
 from skin_lesion.data.records import task_of_record
-from skin_lesion.data.split import SPLITS
+from skin_lesion.data.split import SPLITS, split_grouping
 from skin_lesion.defaults import UNTUNED_THRESHOLD
 from skin_lesion.io_utils import read_json, write_text_atomic
 from skin_lesion.layout import RunLayout, split_paths
@@ -44,12 +45,14 @@ class RunRecords:
     threshold: dict | None
     calibration: dict
     predictions: pd.DataFrame
+    external: list[dict]  # every external validation (external/<dataset>/metrics.json), by dataset
 
     @classmethod
     def read(cls, run: RunLayout) -> "RunRecords":
         optional = {path: read_json(path) if path.is_file() else None for path in (run.threshold, run.calibration)}
         return cls(run, read_json(run.config, "Training config"), read_json(run.test_metrics(), "Test metrics"),
-                   optional[run.threshold], optional[run.calibration] or {}, pd.read_csv(run.test_predictions()))
+                   optional[run.threshold], optional[run.calibration] or {}, pd.read_csv(run.test_predictions()),
+                   [read_json(path, "External validation") for path in sorted(run.external_root.glob("*/metrics.json"))])
 
     @property
     def task(self) -> Task:
@@ -137,7 +140,8 @@ def metrics_section(records: RunRecords) -> str:
         "## Metrics",
         f"On the held-out test split ({metrics['images']} images of {metrics['lesions']} lesions; "
         f"{metrics['cases']} {metrics['level']}s scored, {metrics['malignant']} malignant), at {where}. "
-        f"Intervals resample lesions ({metrics['bootstrap_samples']} bootstrap samples).",
+        f"Intervals resample {GROUP_NAMES[split_grouping(Path(metrics['split_file']))]}s "
+        f"({metrics['bootstrap_samples']} bootstrap samples).",
         markdown_table(["metric", "test value"], rows),
         f"### Calibration\n\nMethod: {records.calibration.get('method', 'none')}, fitted on the validation "
         "split. The malignant score on the test split:",
@@ -169,19 +173,14 @@ def data_sections(records: RunRecords) -> str:
     return "\n\n".join(parts)
 
 
-def external_results(run: RunLayout) -> list[dict]:
-    """Every external validation of the run (``external/<dataset>/metrics.json``), by dataset."""
-    return [read_json(path, "External validation") for path in sorted(run.external_root.glob("*/metrics.json"))]
-
-
 def external_section(records: RunRecords) -> str:
     """One row per other dataset the model was scored on, or what is missing."""
-    results = external_results(records.run)
+    results = records.external
     if not results:
         return ("## External validation\n\nNone yet: score another dataset with `scripts/05_evaluate.py "
                 "--data-dir OTHER` before claiming the figures hold elsewhere.")
     point = records.point
-    rows = [[result["dataset"], f"{result['images']} images, {result['groups']} {result['grouped_by'][:-3]}s",
+    rows = [[result["dataset"], f"{result['images']} images, {result['groups']} {GROUP_NAMES[result['grouped_by']]}s",
              result["malignant"], value_with_interval(result[SCREENING_METRICS]["roc_auc"]),
              value_with_interval(result[SCREENING_METRICS].get(f"sensitivity@{point}")),
              value_with_interval(result[SCREENING_METRICS].get(f"specificity@{point}")),
@@ -192,7 +191,7 @@ def external_section(records: RunRecords) -> str:
         f"classes through the synonym table, unknown ones by their dataset's rule. Rates at the {point} "
         "threshold; intervals resample the dataset's lesions or patients.",
         markdown_table(["dataset", "scored", "malignant", "ROC-AUC", "sensitivity", "specificity",
-                        "diagnoses the model does not know"], rows)])
+                        "labels the model has no class for (read by their own rule)"], rows)])
 
 
 def per_diagnosis_rates(records: RunRecords) -> list[list]:
@@ -240,7 +239,7 @@ def caveats(records: RunRecords) -> str:
          "ImageNet-pretrained backbones are expected to do better." if not records.pretrained
          else "The backbone starts from ImageNet weights, learned on natural photographs, not skin."),
         ("Test figures come from one split of one dataset; an external test set (other hospitals, "
-         "devices, populations) is needed before any claim of generality." if not external_results(records.run)
+         "devices, populations) is needed before any claim of generality." if not records.external
          else "External results (above) cover only the datasets listed; other hospitals, devices and "
               "populations remain untested."),
         "Grad-CAM maps (`scripts/07_explain.py`) show where the network looked, not why; they are "

@@ -13,10 +13,11 @@ from pathlib import Path
 import pandas as pd
 
 from skin_lesion.data.dataset import (Dataset, check_missing_fraction, check_one_diagnosis_per_lesion,
-                                      check_unique, dataset_table, has_columns, read_csv_table)
+                                      dataset_table, has_columns, read_csv_table)
 from skin_lesion.data.datasets.labels import label_space_from_names
 from skin_lesion.data.datasets.registry import DatasetFormat, LabelOptions, register
-from skin_lesion.data.files import has_image_extension
+from skin_lesion.data.files import has_image_extension, list_some
+from skin_lesion.errors import DatasetError
 
 REQUIRED = ("path", "label")
 LABELS_FILE = "labels.json"
@@ -41,7 +42,11 @@ def read(source: Path, options: LabelOptions) -> Dataset:
         if grouped else paths.map(lambda path: Path(path).stem),
         "patient_id": table.get("patient", ""), "age": table.get("age", ""), "sex": table.get("sex", ""),
         "localization": table.get("site", "")})
-    check_unique(rows, "image_id", source, "Image list")
+    clashing = rows["image_id"].duplicated(keep=False)
+    if clashing.any():
+        raise DatasetError(f"Image list {source}: these paths share a file name, which is the image id: "
+                           f"{list_some(rows.loc[clashing, 'image_path'])}. Rename the files so each name is "
+                           "unique (or list each image once).")
     check_one_diagnosis_per_lesion(rows, str(source))
     present = rows["image_path"].map(lambda path: Path(path).is_file() and has_image_extension(Path(path)))
     missing = sorted(rows.loc[~present, "image_path"])

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from skin_lesion.data.dataset import (Dataset, check_unique, dataset_table, index_images, line_numbers,
+from skin_lesion.data.dataset import (Dataset, check_one_diagnosis_per_lesion, check_unique, dataset_table, index_images, line_numbers,
                                       match_images, read_csv_table, unlisted)
 from skin_lesion.data.datasets.labels import with_images_only
 from skin_lesion.data.datasets.registry import DataSheet, DatasetFormat, LabelOptions, register
@@ -103,15 +103,11 @@ def read(root: Path, options: LabelOptions) -> Dataset:
     metadata = read_metadata(root / METADATA_FILE).drop_duplicates("image_id")
     table = truth.merge(metadata, on="image_id", how="left").fillna("")
     table["lesion_id"] = table["lesion_id"].where(table["lesion_id"] != "", table["image_id"])
-    folders = [folder for folder in (root / IMAGE_FOLDER, root) if folder.is_dir()]
-    files = index_images(folders, recursive=True)
+    files = index_images([root / IMAGE_FOLDER if (root / IMAGE_FOLDER).is_dir() else root], recursive=True)
     on_disk = {canonical_id(stem): path for stem, path in files.items()}
     found, missing = match_images(table, on_disk, truth_path)
     extra = unlisted(on_disk, table["image_id"], root, GROUND_TRUTH_FILE)
-    conflicting = found.groupby("lesion_id")["dx"].nunique()
-    if (conflicting > 1).any():
-        raise DatasetError(f"{root / METADATA_FILE}: lesion(s) {list_some(conflicting[conflicting > 1].index)} "
-                           "have images with different diagnoses in the ground truth.")
+    check_one_diagnosis_per_lesion(found, f"{truth_path} with the lesion ids of {METADATA_FILE}")
     return Dataset(dataset_table(found), root, "isic2019", with_images_only(ISIC2019, set(found["dx"])), "lesion_id",
                    missing, extra)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from skin_lesion.data.dataset import (Dataset, check_no_blanks, check_unique, dataset_table, has_columns,
+from skin_lesion.data.dataset import (Dataset, check_unique, dataset_table, has_columns,
                                       index_images, line_numbers, match_images, read_csv_table, unlisted)
 from skin_lesion.data.datasets.registry import DataSheet, DatasetFormat, LabelOptions, register
 from skin_lesion.data.files import list_some
@@ -78,15 +78,14 @@ def merged_patients(table: pd.DataFrame, duplicates: Path) -> pd.Series:
 def read(root: Path, options: LabelOptions) -> Dataset:
     path = labels_file(root)
     table = read_csv_table(path, REQUIRED, "Labels")
-    check_no_blanks(table, REQUIRED, path, "Labels")
     check_unique(table, "image_name", path, "Labels")
     bad = line_numbers(table)[~table["target"].isin(("0", "1")).to_numpy()]
     if len(bad):
         raise DatasetError(f"Labels file {path}: target must be 0 or 1; not so on line(s) {list_some(bad)}.")
+    lesion_ids = table.get("lesion_id", table["image_name"])
     rows = pd.DataFrame({
         "image_id": table["image_name"], "patient_id": merged_patients(table, root / DUPLICATES_FILE),
-        "lesion_id": table.get("lesion_id", table["image_name"]).where(
-            table.get("lesion_id", table["image_name"]) != "", table["image_name"]),
+        "lesion_id": lesion_ids.where(lesion_ids != "", table["image_name"]),
         "dx": table["target"].map({"0": "benign", "1": "malignant"}),
         "age": table.get("age_approx", ""), "sex": table.get("sex", ""),
         "localization": table.get("anatom_site_general_challenge", table.get("anatom_site_general", ""))})
