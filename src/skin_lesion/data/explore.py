@@ -21,6 +21,7 @@ from matplotlib.ticker import PercentFormatter
 from PIL import Image, UnidentifiedImageError
 
 from skin_lesion.data.dataset import PATIENT_COLUMNS, Dataset
+from skin_lesion.data.datasets.registry import FORMATS
 from skin_lesion.data.files import list_some
 from skin_lesion.data.metadata import UNKNOWN, clean_category, parse_age
 from skin_lesion.errors import ConfigError, DatasetError
@@ -411,6 +412,11 @@ def missing_metadata(table: pd.DataFrame, summary: dict[str, pd.DataFrame]) -> s
     return "Missing metadata: " + ", ".join(missing) + "."
 
 
+def layout_title(layout: str) -> str:
+    """How people call a layout: ``Kaggle``, ``class-folder``, or the dataset's title (``ISIC 2020``)."""
+    return LAYOUT_NAMES.get(layout) or (FORMATS[layout].title if layout in FORMATS else layout)
+
+
 def grouping_sentence(dataset: Dataset) -> str:
     """What the split keeps together, and why."""
     if dataset.group_by == "patient_id":
@@ -471,7 +477,7 @@ def report_text(table: pd.DataFrame, summary: dict[str, pd.DataFrame], dataset: 
     layout = dataset.layout
     sections = [
         f"# {dataset.label_space.name} data exploration", "",
-        f"Data: `{dataset.source_dir}` ({LAYOUT_NAMES.get(layout, layout)} layout)."
+        f"Data: `{dataset.source_dir}` ({layout_title(layout)} layout)."
         + (f" Split: {split_source}." if split_source else ""), "",
         summary_paragraph(table, summary, dataset), "",
         "## Diagnoses", "", "Malignant diagnoses are those the binary task counts as malignant.", "",
