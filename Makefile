@@ -37,7 +37,7 @@ demo: install $(SAMPLE_DIR)/HAM10000_metadata.csv
 	$(PY) scripts/explore_data.py --data-dir $(SAMPLE_DIR) --split-file $(DEMO_OUT)/split/split.csv \
 		--out-dir $(DEMO_OUT)/explore --force
 	$(PY) scripts/03_train.py --split-file $(DEMO_OUT)/split/split.csv --outputs-dir $(DEMO_OUT) \
-		--architecture simple_cnn --weights none --img-size 96 --epochs1 1 --epochs2 9
+		--architecture simple_cnn --weights none --img-size 96 --skip-phase1 --epochs2 10
 	$(PY) scripts/04_tune_threshold.py --outputs-dir $(DEMO_OUT)
 	$(PY) scripts/05_evaluate.py --outputs-dir $(DEMO_OUT)
 	$(PY) scripts/06_infer.py $(SAMPLE_DIR)/HAM10000_images_part_2 --outputs-dir $(DEMO_OUT)

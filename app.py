@@ -1,19 +1,21 @@
 """Score dermoscopic images in the browser: ``streamlit run app.py`` (or ``make app``).
 
 A page for people who never open a terminal. Choose a trained run (or a ``.h5`` model copied
-into ``models/``), upload images, and read for each one the calibrated malignant score, the
-label at the run's tuned threshold with that threshold's validation sensitivity and specificity,
-each diagnosis's probability (multi-class models) and where the model looked (Grad-CAM).
+into ``models/``), upload images, and read for each one the malignant score (calibrated where the
+model has a calibration), the label at the run's tuned threshold with that threshold's validation
+sensitivity and specificity (with the counts and intervals they rest on), each diagnosis's
+probability (multi-class models) and where the model looked (Grad-CAM).
 
 Scoring goes through ``skin_lesion.app_backend``, that is through the functions behind
 ``scripts/06_infer.py`` and ``07_explain.py``: a file gets the same score here as from the
-scripts, and the CSV download is the one 06_infer.py writes. The outputs folder the page starts
-with is ``outputs/``, or ``$SKIN_LESION_OUTPUTS`` when set.
+scripts, and the CSV download is the one 06_infer.py writes. Runs come from ``outputs/`` and
+model files from ``models/``, or from ``$SKIN_LESION_OUTPUTS`` and ``$SKIN_LESION_MODELS`` when
+set where the server starts; the page offers what lies inside them and nothing else. Uploads stay
+in memory. ``.streamlit/config.toml`` binds the server to this machine (127.0.0.1).
 """
 from __future__ import annotations
 
 import io
-import os
 from pathlib import Path
 
 import altair as alt
@@ -28,9 +30,6 @@ from skin_lesion.defaults import UNTUNED_THRESHOLD
 from skin_lesion.errors import UserError
 
 REPO = Path(__file__).resolve().parent
-#: Where a model copied from another machine goes ("copy the model to models/ and test it").
-MODELS_DIR = REPO / "models"
-OUTPUTS_VARIABLE = "SKIN_LESION_OUTPUTS"
 FROM_RUN, FROM_FILE = "A trained run", "A model file (.h5)"
 DISCLAIMER = ("**Research tool — not a medical device.** Its scores are not clinically validated "
               "and must never be used to diagnose a patient or to decide on treatment. A lesion "
@@ -53,17 +52,15 @@ def start_tensorflow() -> None:
 start_tensorflow()
 from skin_lesion import app_backend  # noqa: E402  (imports TensorFlow: after the quiet start)
 from skin_lesion.app_backend import ModelChoice, ScoredImage, ScoredUploads  # noqa: E402
+from skin_lesion.evaluation.threshold import validation_rates  # noqa: E402
+from skin_lesion.formatting import score_text  # noqa: E402
 from skin_lesion.serving.predictor import Predictor  # noqa: E402
 
+#: The folders runs and model files are read from, set where the server starts, never on the page.
+FOLDERS = app_backend.AllowedFolders.from_environment(REPO)
+
 # ----------------------------------------------------------------------------------------------
-# Choosing the model: a run from the outputs folder (set in the sidebar), or a model file.
-
-
-def typed_path(text: str) -> Path:
-    """A path typed on the page; a relative one starts at the project folder, wherever the
-    server was started from."""
-    path = Path(text.strip()).expanduser()
-    return path if path.is_absolute() else REPO / path
+# Choosing the model: a run from the outputs folder, or a model file from the models folder.
 
 
 def no_runs_message(folder: Path, runs: list[ModelChoice]) -> str:
@@ -75,16 +72,15 @@ def no_runs_message(folder: Path, runs: list[ModelChoice]) -> str:
     else:
         found = f"There is no folder `{folder}`."
     return (f"{found} To get a model, run `make demo` in the project folder (it trains a small "
-            f"demo model in a few minutes), or copy a model file (`.h5`) into `{MODELS_DIR}` and "
+            f"demo model in a few minutes), or copy a model file (`.h5`) into `{FOLDERS.models}` and "
             f"choose **{FROM_FILE}** above.")
 
 
 def choose_run() -> ModelChoice | None:
     """A completed run, newest first; runs that cannot be used are listed with the reason."""
-    st.sidebar.header("Settings")
-    folder = typed_path(st.sidebar.text_input(
-        "Outputs folder (where the runs are)", os.environ.get(OUTPUTS_VARIABLE, "outputs"), key="outputs",
-        help="The folder scripts/03_train.py wrote its runs into; subfolders are searched too."))
+    folder = FOLDERS.outputs
+    st.sidebar.caption(f"Runs are read from `{folder}` and its subfolders, set where the server starts "
+                       f"(`{app_backend.OUTPUTS_VARIABLE}`).")
     runs = app_backend.run_choices(folder)
     usable = [run for run in runs if not run.problem]
     if len(usable) < len(runs):
@@ -99,23 +95,17 @@ def choose_run() -> ModelChoice | None:
 
 
 def choose_model_file() -> ModelChoice | None:
-    """A ``.h5`` file from ``models/``, or any path typed in (a path typed wins)."""
-    files = app_backend.model_file_choices(MODELS_DIR)
-    picked_column, typed_column = st.columns(2)
-    if files:
-        picked = picked_column.selectbox("Model files in models/", files, format_func=lambda file: file.label,
-                                         key="model_file")
-    else:
-        picked = None
-        picked_column.caption(f"No .h5 files in {MODELS_DIR} yet.")
-    text = typed_column.text_input("…or the path of a .h5 file", key="model_path",
-                                   help="A model copied from another machine. Its threshold.json and "
-                                        "calibration.json are used if they lie beside it.")
-    choice = app_backend.file_choice(typed_path(text)) if text.strip() else picked
-    if choice is None:
+    """A ``.h5`` file from the models folder: chosen from a list, never typed, so the page
+    loads nothing from elsewhere on the server."""
+    files = app_backend.model_file_choices(FOLDERS.models)
+    if not files:
         st.info(f"Copy a model file (`.h5`, with its `threshold.json` and `calibration.json` if you "
-                f"have them) into `{MODELS_DIR}`, or type its path above.")
-    elif choice.problem:
+                f"have them) into `{FOLDERS.models}` (a subfolder per model is fine).")
+        return None
+    choice = st.selectbox(f"Model files in {FOLDERS.models}", files, format_func=lambda file: file.label,
+                          key="model_file", help="A model copied from another machine. Its threshold.json "
+                                                 "and calibration.json are used if they lie beside it.")
+    if choice.problem:
         st.error(f"Cannot use that model file: {choice.problem}.")
         return None
     return choice
@@ -150,13 +140,25 @@ def load(choice: ModelChoice) -> Predictor | None:
 
 
 def operating_point(predictor: Predictor) -> str:
-    """The threshold with its validation sensitivity and specificity."""
+    """The threshold with its validation sensitivity and specificity, and the counts and
+    intervals they rest on (a perfect 1.000 on 19 images is not a perfect test)."""
     record = predictor.threshold_record
     if not record:
         return (f"default threshold (**not tuned, {UNTUNED_THRESHOLD}**; its sensitivity and specificity "
                 "are unknown)")
-    return (f"threshold **{predictor.threshold:.3f}** (tuned on validation images: sensitivity "
-            f"**{record['sensitivity']:.3f}**, specificity **{record['specificity']:.3f}**)")
+    return f"threshold **{predictor.threshold:.3f}** (tuned: {validation_rates(record)})"
+
+
+def score_meaning(predictor: Predictor) -> str:
+    """What the malignant score is: a calibrated probability only when a calibration was fitted."""
+    space = predictor.task.label_space
+    malignant = one_of([space.display_name(code) for code in space.malignant_codes])
+    if predictor.calibration.fitted:
+        return (f"The model's calibrated probability that the lesion is malignant: {malignant}. "
+                "Calibrated on validation images: of the lesions scored about 0.30 there, about 30 % "
+                "were malignant.")
+    return (f"The model's raw output for a malignant lesion: {malignant}. This model has no "
+            "calibration, so a score of 0.30 need not mean that 30 % of such lesions are malignant.")
 
 
 def one_of(names: list[str]) -> str:
@@ -173,24 +175,26 @@ def describe_model(choice: ModelChoice, predictor: Predictor) -> None:
     st.markdown(f"{task} from {predictor.img_size}×{predictor.img_size}-pixel images{metadata}. "
                 f"Label *malignant* when the malignant score is at or above the {operating_point(predictor)}.")
     st.caption(f"Model file: {predictor.model_file}")
+    data = app_backend.trained_on(choice)
+    if data.synthetic:
+        st.warning(data.caveat())
     for note in predictor.notes:
         st.info(note)
     with st.expander("How to read the results"):
         st.markdown(
-            "* **Malignant score** (0 to 1): the model's calibrated probability that the lesion is "
-            f"malignant: {one_of([space.display_name(code) for code in space.malignant_codes])}. "
-            "Calibrated on validation images: of the lesions scored about 0.30 there, about 30 % "
-            "were malignant.\n"
+            f"* **Malignant score** (0 to 1). {score_meaning(predictor)} Scores that round to 1 or 0 "
+            "are shown as > 0.999 or < 0.001 (the CSV keeps every digit).\n"
             "* **Label**: *malignant* when the score is at or above the threshold, else *benign*. "
             "The threshold was chosen on validation images. **Sensitivity** is the share of "
             "malignant lesions it caught there, **specificity** the share of benign lesions it "
-            "left alone.\n"
+            "left alone; with few validation images they are uncertain, and the 95 % confidence "
+            "intervals (Wilson) say how much.\n"
             "* **Grad-CAM**: red and yellow mark the parts of the image that pushed the model most "
             "towards its label. It shows where the model looked, not whether it is right: check "
             "that it looked at the lesion, not at hair, a ruler or the image border.\n"
             "* **Models of several diagnoses** also show the probability of each; the malignant "
             "score is the sum of the red bars.\n"
-            f"* The model learnt from {data_sheet(space).summary}. Other cameras, skin types or "
+            f"* The model learnt from {data_sheet(data).summary}. Other cameras, skin types or "
             "clinical photographs can make it fail without warning.")
 
 
@@ -229,13 +233,17 @@ def show_problems(scored: ScoredUploads) -> None:
 def show_table(scored: ScoredUploads) -> None:
     """All files in one table: the CSV scripts/06_infer.py writes for them, and its download."""
     table = pd.read_csv(io.BytesIO(scored.csv), dtype=str, keep_default_na=False)
-    numbers = [column for column in table if column == "malignant_score" or column.startswith("prob_")]
+    numbers = [column for column in table if column in ("malignant_score", "ood_distance") or column.startswith("prob_")]
     table[numbers] = table[numbers].apply(pd.to_numeric, errors="coerce")  # unreadable files: blank
     headers = {"path": "File", "malignant_score": "Malignant score", "label": "Label", "top_class": "Top class",
-               "metadata_note": "Patient data", "error": "Error"}
-    columns = {column: st.column_config.NumberColumn(headers.get(column, column), format="%.3f") for column in numbers}
+               "metadata_note": "Patient data", "error": "Error", "out_of_distribution": "Out of distribution",
+               "ood_distance": "Feature distance", "ood_reason": "Why out of distribution"}
+    columns = {column: st.column_config.NumberColumn(headers.get(column, column)) for column in numbers}
     columns.update({column: headers[column] for column in table if column in headers and column not in numbers})
-    st.dataframe(table, hide_index=True, column_config=columns)
+    scores = [column for column in numbers if column != "ood_distance"]
+    shown = (table.style.format(lambda value: "" if pd.isna(value) else score_text(value), subset=scores)
+             .format("{:.1f}", subset=[column for column in numbers if column == "ood_distance"], na_rep=""))
+    st.dataframe(shown, hide_index=True, column_config=columns)  # shown as text, sorted as numbers
     st.download_button("Download this table (CSV)", scored.csv, file_name="predictions.csv",
                        mime="text/csv", on_click="ignore", key="download",
                        help="The same columns and values as scripts/06_infer.py writes.")
@@ -247,15 +255,15 @@ def diagnosis_chart(row: dict, predictor: Predictor) -> alt.Chart:
     data = pd.DataFrame({
         "diagnosis": [f"{space.display_name(code)} ({code})" for code in space.codes],
         "probability": [row[f"prob_{code}"] for code in space.codes],
+        "shown": [score_text(row[f"prob_{code}"]) for code in space.codes],
         "kind": ["malignant" if code in space.malignant else "benign" for code in space.codes]})
     bars = alt.Chart(data).mark_bar().encode(
         x=alt.X("probability:Q", scale=alt.Scale(domain=[0, 1]), title="probability"),
         y=alt.Y("diagnosis:N", sort=None, title=None, axis=alt.Axis(labelLimit=420)),
         color=alt.Color("kind:N", title=None, scale=alt.Scale(domain=["malignant", "benign"],
                                                               range=["#d62728", "#1f77b4"])),
-        tooltip=["diagnosis", alt.Tooltip("probability:Q", format=".3f")])
-    labels = bars.mark_text(align="left", dx=3).encode(text=alt.Text("probability:Q", format=".2f"),
-                                                       color=alt.value("#444"))
+        tooltip=["diagnosis", alt.Tooltip("shown:N", title="probability")])
+    labels = bars.mark_text(align="left", dx=3).encode(text="shown:N", color=alt.value("#444"))
     return (bars + labels).properties(height=alt.Step(26), title="Probability of each diagnosis")
 
 
@@ -266,12 +274,23 @@ def explained_class(predictor: Predictor, row: dict) -> str:
     return predictor.task.label_space.display_name(row["top_class"]).lower()
 
 
+def show_unfamiliar(row: dict) -> None:
+    """In place of a verdict: why the image is unlike anything the model learnt from."""
+    st.warning(f"**Out of distribution: no verdict.** {row['ood_reason'][0].upper()}{row['ood_reason'][1:]}. "
+               "This image is unlike the images the model learnt from, so its score "
+               f"({score_text(row['malignant_score'])}) says nothing about it. Upload a dermoscopic image "
+               "of a skin lesion.", icon="⚠️")
+
+
 def show_verdict(row: dict, predictor: Predictor) -> None:
-    """The score, the label and the threshold that decided it."""
+    """The score, the label and the threshold that decided it; a warning instead for an image
+    out of distribution."""
+    if row.get("out_of_distribution"):
+        show_unfamiliar(row)
+        return
     score, malignant = row["malignant_score"], row["label"] == "malignant"
     malignant_codes = predictor.task.label_space.malignant_codes
-    st.metric("Malignant score", f"{score:.3f}",
-              help=f"The calibrated probability that the lesion is malignant ({one_of(list(malignant_codes))}).")
+    st.metric("Malignant score", score_text(score), help=score_meaning(predictor))
     label = ":red-background[**malignant**]" if malignant else ":blue-background[**benign**]"
     st.markdown(f"Label: {label} — the score is {'at or above' if malignant else 'below'} the "
                 f"{operating_point(predictor)}.")
@@ -280,7 +299,7 @@ def show_verdict(row: dict, predictor: Predictor) -> None:
         balanced = (" — the diagnosis most probable relative to how common it is, so a rare one can "
                     "top a more probable common one" if predictor.calibration.class_prior else "")
         st.markdown(f"Top diagnosis: **{predictor.task.label_space.display_name(code)}** ({code}, "
-                    f"probability {row[f'prob_{code}']:.3f}){balanced}. The label comes from the "
+                    f"probability {score_text(row[f'prob_{code}'])}){balanced}. The label comes from the "
                     f"malignant score ({' + '.join(malignant_codes)}), not from this diagnosis.")
     if predictor.uses_metadata and row["metadata_note"]:
         st.caption(f"Patient data: {row['metadata_note']} (scored as unknown).")
@@ -292,8 +311,9 @@ def show_image(image: ScoredImage, predictor: Predictor) -> None:
     photo, heat, verdict = st.columns([1, 1, 1.3])
     photo.image(image.image, caption="Uploaded image", width="stretch")
     if image.heatmap is not None:
-        heat.image(image.heatmap, width="stretch",
-                   caption=f"Grad-CAM: where the model saw evidence for {explained_class(predictor, image.row)}")
+        caption = ("Grad-CAM of an image unlike the training data: not a finding" if image.row.get("out_of_distribution")
+                   else f"Grad-CAM: where the model saw evidence for {explained_class(predictor, image.row)}")
+        heat.image(image.heatmap, width="stretch", caption=caption)
     with verdict:
         show_verdict(image.row, predictor)
     if not predictor.task.is_binary:

@@ -20,5 +20,6 @@ setup(
     package_dir={"": "src"},
     packages=find_packages("src"),
     install_requires=requirements,
-    extras_require={"test": ["pytest>=8", "pytest-xdist>=3", "playwright>=1.45"]},
+    extras_require={"test": ["pytest>=8", "pytest-xdist>=3", "playwright>=1.45",
+                             "scikit-image>=0.22"]},  # its bundled photographs test the OOD flag
 )

@@ -36,9 +36,9 @@ def main(args) -> int:
         data = relay(load_dataset(ham, "ham10000"), Path(args.out_dir or f"{ham}_{args.layout}"),
                      args.layout, args.force)
     dataset = load_dataset(data)
-    logging.info("Wrote %d images of %d lesions (%s, %d classes) to %s", len(dataset.table),
-                 dataset.table["lesion_id"].nunique(), dataset.label_space.name,
-                 len(dataset.label_space.codes), data)
+    logging.info("Wrote %d images of %d lesions (%s; %d classes of %s) to %s", len(dataset.table),
+                 dataset.table["lesion_id"].nunique(), dataset.provenance.name, len(dataset.label_space.codes),
+                 dataset.label_space.name, data)
     return 0
 
 

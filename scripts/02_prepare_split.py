@@ -42,8 +42,9 @@ def main(args) -> int:
     for name, part in summary["splits"].items():
         logging.info("%-5s %5d images, %5d lesions, %.1f%% malignant", name, part["images"],
                      part["lesions"], 100 * part["positive_ratio"])
-    logging.info("%s, %d classes (%s), split by %s", dataset.label_space.name, len(dataset.label_space.codes),
-                 ", ".join(dataset.label_space.codes), GROUP_NAMES[dataset.group_by])
+    logging.info("Data: %s. Classes: %d of %s (%s), split by %s", dataset.provenance.name,
+                 len(dataset.label_space.codes), dataset.label_space.name, ", ".join(dataset.label_space.codes),
+                 GROUP_NAMES[dataset.group_by])
     return 0
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from skin_lesion import cli
+from skin_lesion import cli, layout
 from skin_lesion.errors import ConfigError
 from skin_lesion.training.config import TrainConfig, add_train_arguments, given_settings
 
@@ -37,6 +37,7 @@ def checked_settings(args) -> TrainConfig | None:
     if not args.resume:
         config = TrainConfig.from_file(args.config, given) if args.config else TrainConfig.from_sources({}, given)
         return config.resolved()
+    layout.open_unfinished_run(Path(args.resume))
     if given or args.config:
         flags = ", ".join(["--" + name.replace("_", "-") for name in given] + ["--config"] * bool(args.config))
         raise ConfigError(

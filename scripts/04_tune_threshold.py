@@ -3,10 +3,12 @@
 
 Reads <run>/val_probs.npz, calibration.json and the task from training_config.json (never the
 test split) and writes
-<run>/threshold.json (threshold, sensitivity, specificity, PPV, NPV, and the operating points
-for sensitivities 0.80-0.95 and Youden's J) with plots/roc_validation.png and
-plots/threshold_sweep.png. Scores are calibrated; for the multi-class task the score is the summed
-probability of the malignant diagnoses (akiec, bcc and mel for HAM10000).
+<run>/threshold.json (threshold, sensitivity, specificity, PPV, NPV, the validation counts
+with 95 % Wilson intervals for sensitivity and specificity, and the operating points for
+sensitivities 0.80-0.95 and Youden's J) with plots/roc_validation.png and
+plots/threshold_sweep.png. Scores are calibrated where the run fitted a calibration; for the
+multi-class task the score is the summed probability of the malignant diagnoses (akiec, bcc and
+mel for HAM10000).
 """
 from __future__ import annotations
 
@@ -26,13 +28,12 @@ def build_parser():
 
 
 def main(args) -> int:
-    from skin_lesion.evaluation.threshold import tune_run
+    from skin_lesion.evaluation.threshold import tune_run, validation_rates
 
     run = cli.open_run(args)
     result = tune_run(run, args.target_sensitivity, args.force)
-    logging.info("Threshold %.4f: sensitivity %.3f, specificity %.3f on %d validation images -> %s",
-                 result["threshold"], result["sensitivity"], result["specificity"],
-                 result["validation_images"], run.threshold)
+    logging.info("Threshold %.4f: %s (Wilson intervals) -> %s", result["threshold"], validation_rates(result),
+                 run.threshold)
     return 0
 
 

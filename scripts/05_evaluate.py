@@ -17,11 +17,9 @@ or patients; the model card lists every external result.
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 from skin_lesion import cli
 from skin_lesion.defaults import BOOTSTRAP_SAMPLES, PREDICTION_BATCH
-from skin_lesion.errors import MissingFileError
 
 
 def build_parser():
@@ -43,22 +41,25 @@ def build_parser():
 def check(args) -> None:
     """A missing run or data folder is said before TensorFlow starts."""
     cli.open_run(args)
-    if args.data_dir and not Path(args.data_dir).exists():
-        raise MissingFileError(f"--data-dir {args.data_dir} does not exist; pass the other dataset's folder "
-                               "(or an image list's CSV).")
+    cli.require_inputs([args.data_dir] if args.data_dir else [], "--data-dir",
+                       "the other dataset's folder (or an image list's CSV)")
 
 
 def main(args) -> int:
     from skin_lesion.evaluation.evaluate import evaluate_run
     from skin_lesion.evaluation.model_card import value_with_interval
-    from skin_lesion.tasks import SCREENING_METRICS
+    from skin_lesion.tasks import CLASS_METRICS, SCREENING_METRICS
 
     run = cli.open_run(args)
     if args.data_dir:
         return external(run, args)
     result = evaluate_run(run, args.tta, args.lesion_level, args.bootstrap, args.batch_size, args.force)
-    logging.info("Test ROC-AUC %s on %d %ss -> %s", value_with_interval(result[SCREENING_METRICS]["roc_auc"]),
-                 result["cases"], result["level"], result["metrics_file"])
+    classes = result.get(CLASS_METRICS)
+    per_class = (f", balanced accuracy {value_with_interval(classes['balanced_accuracy'])}, macro ROC-AUC "
+                 f"{value_with_interval(classes['macro_roc_auc'])}" if classes else "")
+    logging.info("Test ROC-AUC (malignant score) %s%s on %d %ss -> %s",
+                 value_with_interval(result[SCREENING_METRICS]["roc_auc"]), per_class, result["cases"],
+                 result["level"], result["metrics_file"])
     return 0
 
 

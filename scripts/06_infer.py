@@ -2,9 +2,12 @@
 """Score new images with a trained model: one image, a folder (subfolders too) or a CSV of paths.
 
 One image: its score and label on the console (a CSV only with --output). A folder or list: a
-CSV (default <run>/predictions.csv), one row per file with the calibrated malignant score (and
-class probabilities for multi-class models), the label at the tuned threshold (threshold.json;
-0.5 with a warning if none) and why a file could not be read (also named on the console).
+CSV (default <run>/predictions.csv), one row per file: the malignant score in full precision
+(calibrated where the model has a calibration.json; the console writes > 0.999, never 1.000),
+class probabilities for multi-class models, the label at the tuned threshold (threshold.json; 0.5
+with a warning if none), the out-of-distribution flag with its feature distance and reason (an
+image unlike the training images gets no verdict) and why a file could not be read. Flagged and
+unreadable files are named on the console too.
 Exit status: 0 every file scored, 1 some could not be, 2 none could or nothing was done.
 --model-file scores with a copied .h5 (using threshold.json and calibration.json beside it; CSV
 in <outputs-dir>/model_files/<model name>/). Metadata models: age, sex, site from --metadata.
@@ -16,7 +19,6 @@ from pathlib import Path
 
 from skin_lesion import cli
 from skin_lesion.defaults import PREDICTION_BATCH
-from skin_lesion.errors import MissingFileError
 from skin_lesion.io_utils import refuse_overwrite
 from skin_lesion.layout import ModelFileLayout
 
@@ -50,8 +52,8 @@ def output_path(args) -> Path | None:
 
 def check(args) -> None:
     """Before TensorFlow starts: the input, the model and the output, so a slip costs no wait."""
-    if not Path(args.input).exists():
-        raise MissingFileError(f"Input {args.input} does not exist; give an image, a folder or a CSV of paths.")
+    cli.require_inputs([args.input], "Input")
+    cli.require_inputs([args.metadata] if args.metadata else [], "--metadata", cli.METADATA_CSV)
     if args.model_file:
         ModelFileLayout(args.model_file).require()
     else:
@@ -69,10 +71,6 @@ def main(args) -> int:
     logging.info("Model %s", predictor.describe())
     result = infer(predictor, Path(args.input), output_path(args), args.batch_size,
                    args.metadata and Path(args.metadata))
-    if result["output"]:
-        logging.info("Scored %d file(s): %d malignant at threshold %.4f, %d error(s) -> %s",
-                     result["images"] - result["errors"], result["malignant"], result["threshold"],
-                     result["errors"], result["output"])
     return exit_status(result)
 
 

@@ -49,6 +49,8 @@ def check(args) -> None:
         ModelFileLayout(args.model_file).require()
     else:
         cli.open_run(args)
+    cli.require_inputs(args.images or [], "--images")
+    cli.require_inputs([args.metadata] if args.metadata else [], "--metadata", cli.METADATA_CSV)
 
 
 def images_out_dir(args, run) -> Path:

@@ -2,7 +2,8 @@
 """Explore a HAM10000 folder: a Markdown report with figures of what the data holds.
 
 Writes into --out-dir: report.md and the PNG figures it embeds: images and lesions per
-diagnosis (class_counts.png), images per lesion, age, sex and lesion site by diagnosis (when
+diagnosis (class_counts.png), how each diagnosis was confirmed (a table, when the data says:
+HAM10000's dx_type), images per lesion, age, sex and lesion site by diagnosis (when
 the data has that metadata; the class-folder layout has none), image sizes (read from the file
 headers), one example image per diagnosis and, with --split-file (or the class-folder layout's
 split folders), each diagnosis's share per split. The report gives every figure's numbers in
@@ -37,8 +38,6 @@ def main(args) -> int:
     if args.split_file:
         split = read_split(Path(args.split_file))
         check_split_matches(dataset.table, split, Path(args.split_file))
-    logging.info("%d images of %d lesions in %s", len(dataset.table),
-                 dataset.table["lesion_id"].nunique(), dataset.source_dir)
     report = write_report(dataset, Path(args.out_dir), split,
                           f"`{args.split_file}`" if args.split_file else None, args.force)
     logging.info("Wrote %s", report)

@@ -7,14 +7,19 @@ import io
 import json
 import os
 import shutil
+import sys
+import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from skin_lesion import app_backend
+from skin_lesion.formatting import score_text
 from skin_lesion.layout import open_run
 from tests.conftest import REPO, copy_run, run_script
 
@@ -92,8 +97,11 @@ def uploads(paths: list[Path]) -> list[tuple[str, bytes]]:
     return [(path.name, path.read_bytes()) for path in paths]
 
 
-def page(outputs: Path, monkeypatch) -> AppTest:
-    monkeypatch.setenv("SKIN_LESION_OUTPUTS", str(outputs))
+def page(outputs: Path, monkeypatch, models: Path | None = None) -> AppTest:
+    """The page serving runs from ``outputs`` and model files from ``models`` (by default a
+    folder that does not exist: the checkout's own models/ stays out of the tests)."""
+    monkeypatch.setenv(app_backend.OUTPUTS_VARIABLE, str(outputs))
+    monkeypatch.setenv(app_backend.MODELS_VARIABLE, str(models or outputs / "no_models"))
     at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
     assert not at.exception, at.exception
     return at
@@ -116,10 +124,63 @@ def upload(at: AppTest, files: list[tuple[str, bytes]]) -> AppTest:
     return at
 
 
+def choose_model_file(at: AppTest) -> AppTest:
+    """Take the model from the models folder (its first file is chosen)."""
+    return at.radio(key="source").set_value("A model file (.h5)").run()
+
+
 def texts(at: AppTest) -> str:
     """Everything the page wrote, as one text to search."""
     return "\n".join(element.value for kind in ("markdown", "caption", "info", "error", "warning")
                      for element in at.get(kind))
+
+
+class WriteAudit:
+    """Every file Python opens for writing, and every folder or file it creates or moves, while
+    ``recording``: an audit hook (PEP 578) sees them whichever library asks."""
+
+    EVENTS = ("os.mkdir", "os.rename", "os.replace", "os.link", "os.symlink", "shutil.copyfile")
+    WRITING = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
+
+    def __init__(self) -> None:
+        self.recording = False
+        self.written: list[str] = []
+
+    def __call__(self, event: str, args: tuple) -> None:
+        if not self.recording:
+            return
+        if event == "open":
+            path, mode, flags = args
+            if (isinstance(mode, str) and set(mode) & set("wax+")) or (flags or 0) & self.WRITING:
+                self.written.append(f"open {path!r} {mode!r}")
+        elif event in self.EVENTS:
+            self.written.append(f"{event} {args[0]!r}")
+
+
+@functools.cache
+def write_audit() -> WriteAudit:
+    """The one audit hook of the test process (a hook cannot be removed once added)."""
+    audit = WriteAudit()
+    sys.addaudithook(audit)
+    return audit
+
+
+@contextmanager
+def files_written(folder: Path, monkeypatch) -> Iterator[list[str]]:
+    """What is written while the block runs: every write Python makes anywhere, and any file
+    left in ``folder``, a new folder made the working and the temporary folder for the block."""
+    folder.mkdir()
+    monkeypatch.chdir(folder)
+    monkeypatch.setenv("TMPDIR", str(folder))
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    audit = write_audit()
+    audit.written.clear()
+    audit.recording = True
+    try:
+        yield audit.written
+    finally:
+        audit.recording = False
+        audit.written.extend(f"left {path}" for path in folder.rglob("*"))
 
 
 # --- Without trained runs ---------------------------------------------------------------------
@@ -145,13 +206,51 @@ def test_runs_that_cannot_be_used_are_listed_not_offered(tmp_path, monkeypatch):
     assert "not valid JSON" in texts(at)
 
 
-def test_model_files_come_from_models_folder_or_a_typed_path(tmp_path):
+def test_model_files_come_from_the_models_folder_and_its_subfolders(tmp_path):
     (tmp_path / "b.h5").write_bytes(b"")
     (tmp_path / "a.h5").write_bytes(b"")
     (tmp_path / "notes.txt").write_text("")
-    assert [choice.label for choice in app_backend.model_file_choices(tmp_path)] == ["a.h5", "b.h5"]
+    (tmp_path / "from_anna").mkdir()
+    (tmp_path / "from_anna" / "model.h5").write_bytes(b"")
+    choices = app_backend.model_file_choices(tmp_path)
+    assert [choice.label for choice in choices] == ["a.h5", "b.h5", "from_anna/model.h5"]
+    assert not any(choice.problem for choice in choices)
     assert app_backend.model_file_choices(tmp_path / "missing") == []
-    assert "no file" in app_backend.file_choice(tmp_path / "missing.h5").problem
+
+
+def test_the_allowed_folders_are_set_where_the_server_starts(tmp_path, monkeypatch):
+    monkeypatch.delenv(app_backend.OUTPUTS_VARIABLE, raising=False)
+    monkeypatch.delenv(app_backend.MODELS_VARIABLE, raising=False)
+    assert app_backend.AllowedFolders.from_environment(REPO) == app_backend.AllowedFolders(REPO / "outputs",
+                                                                                          REPO / "models")
+    monkeypatch.setenv(app_backend.OUTPUTS_VARIABLE, "outputs/demo")
+    monkeypatch.setenv(app_backend.MODELS_VARIABLE, str(tmp_path))
+    assert app_backend.AllowedFolders.from_environment(REPO) == app_backend.AllowedFolders(REPO / "outputs/demo",
+                                                                                          tmp_path)
+
+
+def test_a_model_file_that_resolves_outside_the_models_folder_is_refused(tmp_path, monkeypatch):
+    models, elsewhere = tmp_path / "models", tmp_path / "elsewhere"
+    models.mkdir(), elsewhere.mkdir()
+    (elsewhere / "secret.h5").write_bytes(b"")
+    (models / "linked.h5").symlink_to(elsewhere / "secret.h5")
+    (models / "own").mkdir()
+    (models / "own" / "model.h5").write_bytes(b"")
+    (models / "own" / "threshold.json").symlink_to(elsewhere / "threshold.json")  # dangling: refused too
+    (models / "plain").mkdir()
+    (models / "plain" / "model.h5").write_bytes(b"")
+    (models / "plain" / "threshold.json").write_text("{}")
+    problems = {choice.label: choice.problem for choice in app_backend.model_file_choices(models)}
+    assert problems["linked.h5"].startswith("refused: linked.h5 resolves outside")
+    assert problems["own/model.h5"].startswith("refused: threshold.json resolves outside")
+    assert problems["plain/model.h5"] == ""  # its threshold.json lies beside it, inside
+    assert app_backend.escaping_file([models / ".." / "elsewhere" / "secret.h5"], models) is not None
+    assert app_backend.escaping_file([models / "plain" / ".." / "plain" / "model.h5"], models) is None
+    at = choose_model_file(page(tmp_path / "outputs", monkeypatch, models))
+    assert not at.text_input  # nothing to type a server path into
+    assert at.selectbox(key="model_file").options == ["linked.h5", "own/model.h5", "plain/model.h5"]
+    assert "Cannot use that model file: refused: linked.h5 resolves outside" in at.error[0].value
+    assert not at.file_uploader
 
 
 # --- Scoring uploads: the numbers of 06_infer.py ------------------------------------------------
@@ -167,6 +266,30 @@ def test_uploads_get_the_csv_of_06_infer_byte_for_byte(app_runs):
     assert [image.name for image in broken] == ["notes_renamed.jpg"] and broken[0].image is None
     shown = [image for image in scored.images if not image.error]
     assert all(image.heatmap.shape == image.image.shape == (288, 384, 3) for image in shown)  # 600x450 kept 4:3
+
+
+@pytest.mark.slow
+def test_uploads_are_scored_in_memory_and_never_written_to_disk(app_runs, tmp_path, monkeypatch):
+    predictor = app_backend.predictor_for(app_backend.ModelChoice("run", app_runs.binary, "binary"))
+    with files_written(tmp_path / "backend", monkeypatch) as written:
+        scored = app_backend.score_uploads(predictor, uploads(app_runs.scored))
+    assert written == [] and len(scored.images) == 4 and scored.csv
+    at = select_run(page(app_runs.outputs, monkeypatch), "benign vs malignant")
+    with files_written(tmp_path / "page", monkeypatch) as written:
+        upload(at, uploads(sample_images(app_runs, 2)))
+    assert written == [] and len(at.metric) == 2 and at.get("download_button")
+
+
+@pytest.mark.slow
+def test_a_run_whose_model_file_leads_outside_the_outputs_folder_is_refused(app_runs, tmp_path, monkeypatch):
+    run = copy_run(app_runs.binary, tmp_path / "outputs" / "runs" / app_runs.binary.name)
+    model = open_run(run).best_model
+    moved = Path(shutil.move(model, tmp_path / "elsewhere.h5"))
+    model.symlink_to(moved)
+    [choice] = app_backend.run_choices(tmp_path / "outputs")
+    assert choice.problem.startswith(f"refused: {model.name} resolves outside {tmp_path / 'outputs'}")
+    at = page(tmp_path / "outputs", monkeypatch)
+    assert "None of the 1 runs" in at.info[0].value and "refused" in texts(at) and not at.file_uploader
 
 
 @pytest.mark.slow
@@ -193,13 +316,19 @@ def test_a_chosen_run_scores_uploads_as_06_infer_does(app_runs, monkeypatch):
     assert "not a medical device" in disclaimer(at)
     at = select_run(at, "benign vs malignant")
     assert "test ROC-AUC" in at.selectbox(key="run").value.label  # evaluated: its test figure is listed
-    assert "tuned on validation images: sensitivity" in texts(at)
+    assert any(element.value.startswith("The data is synthetic") for element in at.warning)  # the sample's
+    assert "learnt from Synthetic sample (generated drawings)" in texts(at) and "HAM10000 dermoscopic" not in texts(at)
+    record = json.loads((app_runs.binary / "threshold.json").read_text())
+    counts = f"on {record['malignant']} malignant / {record['benign']} benign validation images"
+    low, high = record["sensitivity_ci95"]
+    assert f"sensitivity {record['sensitivity']:.3f} (95 % CI {low:.2f}–{high:.2f})" in texts(at) and counts in texts(at)
+    assert "calibrated probability" in texts(at)  # the run fitted a calibration (platt)
     upload(at, uploads(images))
     table = at.dataframe[0].value
     assert list(table["path"]) == [path.name for path in images]
     for name, score in zip(table["path"], table["malignant_score"]):
-        assert score == pytest.approx(reference[name], abs=1e-6)
-    assert [metric.value for metric in at.metric] == [f"{reference[path.name]:.3f}" for path in images]
+        assert score == pytest.approx(reference[name], abs=1e-6)  # the table keeps the numbers
+    assert [metric.value for metric in at.metric] == [score_text(reference[path.name]) for path in images]
     assert at.get("download_button") and len(at.get("image")) == 2 * len(images)
     assert "Grad-CAM" in " ".join(caption for image in at.get("image") for caption in image.captions)
     assert not at.get("vega_lite_chart") and not at.number_input  # binary, no metadata
@@ -235,15 +364,15 @@ def test_a_7_class_metadata_model_shows_the_diagnoses_and_patient_fields(app_run
 
 @pytest.mark.slow
 def test_a_copied_model_file_is_loaded_once_and_says_what_it_lacks(app_runs, tmp_path, monkeypatch):
-    copied = tmp_path / "copied.h5"
+    copied = tmp_path / "models" / "copied.h5"
+    copied.parent.mkdir()
     shutil.copy(open_run(app_runs.binary).best_model, copied)
     loads = []
     original = app_backend.predictor_for
     monkeypatch.setattr(app_backend, "predictor_for", lambda choice: loads.append(choice) or original(choice))
-    at = page(app_runs.outputs, monkeypatch)
-    at.radio(key="source").set_value("A model file (.h5)").run()
-    at.text_input(key="model_path").input(str(copied)).run()
+    at = choose_model_file(page(app_runs.outputs, monkeypatch, copied.parent))
     assert "No threshold.json beside the model" in texts(at) and "not tuned, 0.5" in texts(at)
+    assert "This model has no calibration" in texts(at) and "calibrated probability" not in texts(at)
     images = sample_images(app_runs, 2)
     upload(at, uploads(images[:1]))
     upload(at, uploads(images))
@@ -260,9 +389,28 @@ def test_a_model_grad_cam_cannot_explain_is_scored_with_a_warning_instead_of_map
     image = keras.Input((32, 32, 3), name="image")
     flat = keras.layers.Flatten()(image)  # no feature map at all
     keras.Model(image, keras.layers.Dense(1, activation="sigmoid")(flat)).save(tmp_path / "dense_only.h5")
-    at = page(app_runs.outputs, monkeypatch)
-    at.radio(key="source").set_value("A model file (.h5)").run()
-    at.text_input(key="model_path").input(str(tmp_path / "dense_only.h5")).run()
+    at = choose_model_file(page(app_runs.outputs, monkeypatch, tmp_path))
     upload(at, uploads(sample_images(app_runs, 1)))
     assert not at.exception and at.metric[0].label == "Malignant score"
     assert "without Grad-CAM maps" in texts(at) and "--method saliency" in texts(at)
+
+
+def png_bytes(image) -> bytes:
+    import cv2
+
+    return cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))[1].tobytes()
+
+
+@pytest.mark.slow
+def test_an_image_unlike_lesions_gets_a_warning_instead_of_a_verdict(app_runs, monkeypatch):
+    from skin_lesion.evaluation.non_lesions import constructed_images
+
+    lesion = sample_images(app_runs, 1)[0]
+    at = select_run(page(app_runs.outputs, monkeypatch), "benign vs malignant")
+    upload(at, [("one_pixel.png", png_bytes(constructed_images()["one_pixel"])), *uploads([lesion])])
+    flagged = [element.value for element in at.warning if "Out of distribution: no verdict" in element.value]
+    assert len(flagged) == 1 and "Too small (1x1 pixels" in flagged[0]
+    assert len(at.metric) == 1  # the lesion's verdict only
+    table = at.dataframe[0].value
+    assert list(table["out_of_distribution"]) == ["True", "False"]
+    assert "not a finding" in " ".join(caption for image in at.get("image") for caption in image.captions)

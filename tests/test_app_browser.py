@@ -17,6 +17,7 @@ import urllib.request
 
 import pytest
 
+from skin_lesion.formatting import score_text
 from tests.conftest import REPO
 from tests.test_app import AppRuns, trained_runs
 
@@ -107,6 +108,22 @@ def test_an_uploaded_image_shows_the_score_of_06_infer(app_runs, app_url, page, 
     shown.wait_for(timeout=WAIT_MS)
     page.get_by_text("Grad-CAM: where the model saw evidence").wait_for(timeout=WAIT_MS)
     page.screenshot(path=tmp_path / "scored.png")
-    assert shown.inner_text().strip() == f"{score:.3f}"
+    assert shown.inner_text().strip() == score_text(score)
     assert page.get_by_role("heading", name=name).is_visible()
     assert (tmp_path / "scored.png").stat().st_size > 10_000
+
+
+def test_an_image_unlike_lesions_shows_a_warning_not_a_verdict(app_runs, app_url, page, tmp_path):
+    from skin_lesion.evaluation.non_lesions import constructed_images, write_png_folder
+
+    (flat,) = write_png_folder({"skin_colour": constructed_images()["skin_colour"]}, tmp_path / "upload")
+    page.goto(app_url)
+    run = page.get_by_role("combobox", name="Run (newest first)")
+    run.wait_for(timeout=WAIT_MS)
+    run.click()
+    page.get_by_role("option").filter(has_text="benign vs malignant").click()
+    page.locator("input[type=file]").set_input_files(flat)
+    page.get_by_text("Out of distribution: no verdict").wait_for(timeout=WAIT_MS)
+    page.screenshot(path=tmp_path / "flagged.png")
+    assert page.get_by_text("Nearly uniform").is_visible()
+    assert page.locator("[data-testid='stMetricValue']").count() == 0

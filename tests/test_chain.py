@@ -12,8 +12,10 @@ import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
+from scipy.stats import binomtest
 from sklearn import metrics
 
+from skin_lesion.formatting import score_text
 from skin_lesion.metrics import expected_calibration_error
 from skin_lesion.models.calibration import Calibration
 from tests.conftest import REPO, SCRIPTS, copy_run, run_script
@@ -69,6 +71,12 @@ def test_tune_threshold_reads_validation_only(chain, tmp_path):
     predicted = scores >= threshold["threshold"]
     assert threshold["sensitivity"] == pytest.approx(predicted[truth == 1].mean())
     assert threshold["specificity"] == pytest.approx((~predicted[truth == 0]).mean())
+    malignant, benign = int(truth.sum()), int((truth == 0).sum())
+    assert (threshold["malignant"], threshold["benign"]) == (malignant, benign)
+    for rate, hits, total in (("sensitivity", threshold["tp"], malignant), ("specificity", threshold["tn"], benign)):
+        wilson = binomtest(hits, total).proportion_ci(confidence_level=0.95, method="wilson")
+        assert threshold[f"{rate}_ci95"] == pytest.approx([wilson.low, wilson.high])
+    assert f"on {malignant} malignant / {benign} benign validation images" in result.stderr  # the closing line
     for plot in ("roc_validation.png", "threshold_sweep.png"):
         assert (run / "plots" / plot).stat().st_size > 0
     again = run_script("04_tune_threshold.py", "--run-dir", run, check=False)
@@ -181,7 +189,7 @@ def test_infer_csv_list_and_single_image(evaluated, tmp_path):
     single = pd.read_csv(tmp_path / "b.csv")
     assert single["malignant_score"].iloc[0] == pytest.approx(float(listed["malignant_score"].iloc[0]), abs=1e-6)
     name, score, label = Path(single["path"].iloc[0]).name, single["malignant_score"].iloc[0], single["label"].iloc[0]
-    verdict = f"{name}: malignant score {score:.3f} -> {label} (threshold"
+    verdict = f"{name}: malignant score {score_text(score)} -> {label} (threshold"
     assert verdict in one.stderr  # one image: said on the console
     for _ in range(2):  # without --output: the verdict only, no CSV, so asking again is never refused
         quiet = run_script("06_infer.py", split["image_path"].iloc[0], "--outputs-dir", outputs)
@@ -202,7 +210,8 @@ def test_multiclass_chain_without_threshold(sample_dir, tmp_path):
     assert "labelling at threshold 0.5" in result.stderr and "calibration bias_temperature" in result.stderr
     scores = pd.read_csv(tmp_path / "p.csv")
     columns = [f"prob_{dx}" for dx in ("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc")]
-    assert list(scores.columns) == ["path", *columns, "top_class", "malignant_score", "label", "error"]
+    assert list(scores.columns) == ["path", *columns, "top_class", "malignant_score", "label", "out_of_distribution",
+                                    "ood_distance", "ood_reason", "error"]
     np.testing.assert_allclose(scores[columns].sum(axis=1), 1, atol=1e-4)
     np.testing.assert_allclose(scores["malignant_score"], scores[["prob_akiec", "prob_bcc", "prob_mel"]].sum(axis=1),
                                atol=1e-6)
@@ -338,5 +347,27 @@ def test_model_card_is_true_to_the_runs_files(evaluated):
     predictions = pd.read_csv(run / "test_predictions.csv")
     for dx, part in predictions.groupby("dx"):
         assert row(dx).split(" | ")[1:3] == [str(len(part)), f"{part['malignant@tuned'].mean():.3f}"], dx
-    tuned = json.loads((run / "threshold.json").read_text())["threshold"]
-    assert f"({tuned:.3f})" in card and "not a medical device" in card and "CC BY-NC 4.0" in card
+    threshold = json.loads((run / "threshold.json").read_text())
+    assert f"({threshold['threshold']:.3f})" in card and "not a medical device" in card
+    low, high = threshold["specificity_ci95"]
+    assert (f"specificity {threshold['specificity']:.3f} (95 % CI {low:.2f}–{high:.2f}) on {threshold['malignant']} "
+            f"malignant / {threshold['benign']} benign validation images (Wilson score intervals)") in card
+    assert row("licence") == "code MIT; data MIT, as this project's code that draws it"  # the sample's, not HAM10000's
+
+
+def test_the_sample_is_called_synthetic_from_its_split_to_a_copied_model_file_and_the_card(evaluated, tmp_path):
+    from skin_lesion.models.saved import read_model_info
+
+    _, run, split_file = evaluated
+    record = json.loads((split_file.parent / "split_summary.json").read_text())["dataset"]
+    assert record["synthetic"] is True and record["name"] == "Synthetic sample (generated drawings)"
+    assert json.loads((run / "training_config.json").read_text())["dataset"] == record
+    shutil.copy(run / "models/vgg_scratch_best.h5", tmp_path / "copied.h5")
+    assert read_model_info(tmp_path / "copied.h5")["dataset"] == record
+    card = (run / "model_card.md").read_text()
+    assert card.split("\n\n")[2].startswith("> **Synthetic data.** The data is synthetic: Synthetic sample")
+    section = {part.split("\n", 1)[0]: part for part in card.split("\n## ")}
+    assert "they say nothing about real lesions" in section["Metrics"]
+    assert "No patient population, device or skin type" in section["Factors"] and "Vienna" not in card
+    assert section["Citation"].startswith("Citation\n\nNothing to cite") and "Tschandl" not in card
+    assert "CC BY-NC" not in card

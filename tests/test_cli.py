@@ -126,11 +126,32 @@ print("TENSORFLOW", "tensorflow" in sys.modules)
     (["07_explain.py", "--model-file", "{tmp}/gone.h5"], "--model-file has no test split of its own"),
     (["07_explain.py", "--model-file", "{tmp}/gone.h5", "--images", "{tmp}"],
      "--model-file {tmp}/gone.h5: no such"),
+    (["07_explain.py", "--run-dir", "{run}", "--images", "{tmp}/missing.jpg"], "--images {tmp}/missing.jpg does not exist"),
+    (["06_infer.py", "{tmp}", "--run-dir", "{run}", "--metadata", "{tmp}/meta.csv"],
+     "--metadata {tmp}/meta.csv does not exist"),
+    (["03_train.py", "--resume", "{tmp}/nowhere"], "No training run at --resume {tmp}/nowhere"),
+    (["03_train.py", "--resume", "{run}"], "that run is already complete"),
 ], ids=lambda value: value[0] if isinstance(value, list) else "")
 def test_mistakes_are_named_before_tensorflow_starts(arguments, message, tmp_path):
     """A missing run, input or model file costs no TensorFlow start-up (seconds) to learn about."""
-    arguments = [argument.format(tmp=tmp_path) for argument in arguments]
+    run = tmp_path / "completed_run"
+    run.mkdir()
+    (run / "training_config.json").write_text('{"architecture": "simple_cnn", "status": "completed"}')
+    arguments = [argument.format(tmp=tmp_path, run=run) for argument in arguments]
     result = subprocess.run([sys.executable, "-c", CHECKED_WITHOUT_TENSORFLOW, str(SCRIPTS / arguments[0]),
                              *arguments[1:]], capture_output=True, text=True, cwd=REPO)
     assert "EXIT 2" in result.stdout and "TENSORFLOW False" in result.stdout, result.stdout + result.stderr
     assert message.format(tmp=tmp_path) in result.stderr
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["03_train.py", "--archtecture", "simple_cnn"], "unrecognized arguments: --archtecture simple_cnn "
+                                                      "(did you mean --architecture?)"),
+    (["bench_pipeline.py", "--data-dir", ""], "--data-dir is empty; give a path (is an environment variable"),
+    (["06_infer.py", ""], "input is empty; give a path"),
+    (["07_explain.py", "--images", "a.jpg", ""], "--images is empty; give a path"),
+], ids=lambda value: value[0] if isinstance(value, list) else "")
+def test_mistyped_flags_and_empty_paths_are_named(arguments, message):
+    result = subprocess.run([sys.executable, str(SCRIPTS / arguments[0]), *arguments[1:]],
+                            capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 2 and message in result.stderr, result.stderr

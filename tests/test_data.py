@@ -1,11 +1,13 @@
 """The data layer: layouts, and every validation error with a real malformed file."""
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 
 import pytest
 
+from skin_lesion.data.dataset import Provenance
 from skin_lesion.data.datasets import load_dataset
 from skin_lesion.data.files import scan_folder
 from skin_lesion.errors import DatasetError
@@ -18,6 +20,29 @@ def test_kaggle_layout_reads_every_image_once(tmp_path):
     assert dataset.layout == "kaggle"
     assert len(dataset.table) == 42 and dataset.table["image_id"].is_unique
     assert set(dataset.table["dx"]) == {"akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"}
+
+
+def test_a_real_layout_records_its_dataset_and_a_provenance_file_wins(tmp_path):
+    root = make_kaggle_folder(tmp_path / "ham", balanced_rows())
+    record = load_dataset(root).provenance
+    assert (record.name, record.synthetic) == ("HAM10000", False)
+    assert record.licence.startswith("CC BY-NC 4.0") and "Tschandl" in record.citation and "Kaggle" in record.source
+    (root / "provenance.json").write_text(json.dumps({"name": "Clinic X, drawn", "source": "a generator",
+                                                      "licence": "CC0", "synthetic": True}))
+    assert load_dataset(root).provenance == Provenance("Clinic X, drawn", "a generator", "CC0", True)
+    (root / "provenance.json").write_text('{"name": "Clinic X"}')
+    with pytest.raises(DatasetError, match=r"provenance.json must say what the data is: .*synthetic \(true or false\)"):
+        load_dataset(root)
+
+
+def test_an_image_list_is_named_by_its_labels_file_with_no_licence_claimed(tmp_path):
+    write_image(tmp_path / "a.png")
+    write_image(tmp_path / "b.png")
+    (tmp_path / "images.csv").write_text("path,label\na.png,mel\nb.png,nv\n")
+    (tmp_path / "labels.json").write_text(json.dumps({"name": "My clinic 2025", "malignant": ["mel"]}))
+    record = load_dataset(tmp_path / "images.csv").provenance
+    assert (record.name, record.synthetic, record.citation) == ("My clinic 2025", False, "")
+    assert record.licence.startswith("not recorded") and str(tmp_path) in record.source
 
 
 def test_kaggle_zip_duplicate_folders_and_hmnist_files_are_not_double_counted(tmp_path):

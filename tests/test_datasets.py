@@ -58,10 +58,25 @@ def test_each_layout_is_detected_and_read_with_its_quirks(relaid, sample_dir, ca
     assert pad.label_space.codes == ("ack", "bcc", "mel", "nev", "sek") and pad.group_by == "patient_id"
     assert pad.label_space.malignant == {"bcc", "mel"} and pad.table["image_path"].str.endswith(".png").all()
     assert set(pad.table["sex"]) <= {"male", "female"}
+    biopsied = ham.loc[pad.table["image_id"], "dx_type"].eq("histo").to_numpy()
+    assert pad.table["dx_type"].tolist() == np.where(biopsied, "histo", "no_biopsy").tolist()  # from biopsed
+    assert isic2019.table["dx_type"].eq("").all()  # ISIC 2019 does not say how diagnoses were confirmed
 
     listed = load_dataset(relaid["image-list"])
-    assert listed.label_space.name == "HAM10000 sample as an image list"
+    assert listed.label_space.name == "synthetic sample as an image list"
     assert listed.label_space.malignant == {"akiec", "bcc", "mel"} and len(listed.table) == len(ham)
+
+
+def test_the_relaid_sample_stays_synthetic_and_real_layouts_record_their_dataset(relaid, sample_dir, tmp_path):
+    sample = load_dataset(sample_dir).provenance
+    assert sample.synthetic
+    for layout in LAYOUTS:
+        assert load_dataset(relaid[layout]).provenance == sample, layout
+    folder = shutil.copytree(relaid["isic2019"], tmp_path / "isic2019")
+    (folder / "provenance.json").unlink()  # as the challenge publishes it
+    real = load_dataset(folder).provenance
+    assert (real.name, real.synthetic) == ("ISIC 2019", False) and real.licence.startswith("CC BY-NC 4.0")
+    assert "challenge.isic-archive.com" in real.source
 
 
 def test_a_forced_dataset_that_is_not_there_says_what_it_expects(sample_dir):
@@ -116,7 +131,7 @@ def test_a_ham10000_model_scores_the_same_images_the_same_in_every_layout(traine
     own = pd.read_csv(run / "test_predictions.csv").set_index("image_id")["malignant_score"]
     aucs = {}
     for layout, folder in (("isic2019", "isic-2019"), ("isic2020", "isic-2020"),
-                           ("image-list", "ham10000-sample-as-an-image-list")):
+                           ("image-list", "synthetic-sample-as-an-image-list")):
         result = run_script("05_evaluate.py", "--outputs-dir", outputs, "--data-dir", relaid[layout],
                             "--bootstrap", 50)
         assert "External ROC-AUC" in result.stderr

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
 import shutil
+from types import SimpleNamespace
 
 import cv2
 import keras
@@ -11,8 +13,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from skin_lesion.explanation.figures import multiclass_cases
-from skin_lesion.explanation.gradcam import explain, gradcam
+from skin_lesion.explanation.figures import BINARY_GROUPS, multiclass_cases, write_empty_groups
+from skin_lesion.explanation.gradcam import explain, gradcam, upsample
 from skin_lesion.models.factory import SkinLesionCNN
 from tests.conftest import BINARY_TASK, SEVEN_CLASS_TASK, run_script
 
@@ -45,6 +47,45 @@ def test_a_model_that_reads_one_region_gets_its_heat_there(method):
     inside = heat[:, 2:14, 18:30].mean()  # away from the upsampling blur at the edge
     outside = np.concatenate([heat[:, 20:, :].ravel(), heat[:, :, :12].ravel()]).mean()
     assert inside > 0.3 and outside < 0.1 * inside, (inside, outside)
+
+
+def reach_ratios(heat: np.ndarray, levels=(0.5, 0.7, 0.9)) -> list[float]:
+    """For a single peak: how far its level lines reach along the diagonal, over how far along
+    an axis (1 for round lines, 1/sqrt(2) for a diamond)."""
+    centre = np.array(np.unravel_index(heat.argmax(), heat.shape), float)
+    ratios = []
+    for level in levels:
+        def reach(direction) -> float:
+            steps = np.arange(0, heat.shape[0] / 2, 0.05)
+            points = np.round(centre + steps[:, None] * np.asarray(direction)).astype(int)
+            return steps[np.argmax(heat[points[:, 0], points[:, 1]] < level)]
+        ratios.append(reach((np.sqrt(0.5), np.sqrt(0.5))) / reach((0, 1)))
+    return ratios
+
+
+def test_a_coarse_map_is_upsampled_to_round_level_lines_not_diamonds():
+    coarse = np.zeros((1, 7, 7), np.float32)
+    coarse[0, 3, 3] = 1  # one feature-map cell, as the last 7x7 map of a 224-pixel backbone
+    heat = upsample(coarse, (224, 224))[0]
+    assert heat.shape == (224, 224) and heat.min() >= 0
+    assert all(0.9 < ratio < 1.1 for ratio in reach_ratios(heat / heat.max())), reach_ratios(heat / heat.max())
+    bilinear = cv2.resize(coarse[0], (224, 224), interpolation=cv2.INTER_LINEAR)
+    assert min(reach_ratios(bilinear / bilinear.max())) < 0.85  # the measure sees the diamond
+
+
+def test_an_empty_group_gets_a_figure_and_a_console_line(tmp_path, caplog):
+    """No false negatives in the test split is a result a reader must see, not a missing file."""
+    predictor = SimpleNamespace(task=BINARY_TASK, threshold=0.4, model_file=tmp_path / "model.h5")
+    cases = pd.DataFrame({"group": ["true_positive", "false_positive", "true_negative"]})
+    with caplog.at_level(logging.INFO):
+        write_empty_groups(predictor, cases, tmp_path, "gradcam")
+    assert sorted(path.name for path in tmp_path.glob("*.png")) == ["gradcam_false_negative.png"]
+    assert "No false negatives in the test split at threshold 0.400." in caplog.text
+    seven_class = SimpleNamespace(task=SEVEN_CLASS_TASK, threshold=0.4, model_file=tmp_path / "model.h5")
+    with caplog.at_level(logging.INFO):
+        write_empty_groups(seven_class, pd.DataFrame({"group": ["mel_correct"]}), tmp_path / "seven", "saliency")
+    assert len(list((tmp_path / "seven").glob("saliency_*.png"))) == 13
+    assert "No mel image of the test split is predicted as another class." in caplog.text
 
 
 def test_metadata_and_mixed_precision_models_are_explained():
@@ -92,6 +133,9 @@ def test_explain_writes_grids_and_the_heat_is_on_the_lesions(trained):
                                                                  "false_negative", "true_negative"}
     for group in set(listing["group"]):
         assert (run / f"explain/gradcam_{group}.png").stat().st_size > 10_000
+    for group in set(BINARY_GROUPS) - set(listing["group"]):  # a figure and a line say it is empty
+        assert (run / f"explain/gradcam_{group}.png").is_file()
+        assert f"No {group.replace('_', ' ')}s in the test split" in result.stderr
     assert all((run / "explain" / name).is_file() for name in listing["file"])
     threshold = json.loads((run / "threshold.json").read_text())["threshold"]
     assert np.allclose(listing["threshold"], threshold)

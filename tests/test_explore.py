@@ -61,6 +61,18 @@ def test_every_figure_is_a_png_that_the_report_embeds(sample_report):
     assert not list(out_dir.glob(".*")), "a temporary file was left behind"
 
 
+def test_the_report_says_what_the_data_is_not_what_its_layout_suggests(sample_report, patchy_dataset, tmp_path):
+    report = (sample_report[0] / "report.md").read_text()
+    title, caveat = report.split("\n\n")[:2]
+    assert title == "# Synthetic sample (generated drawings) data exploration"
+    assert caveat.startswith("**The data is synthetic") and "they say nothing about real lesions" in caveat
+    assert "HAM10000 identifies" not in report and "CC BY-NC" not in report
+    run_script("explore_data.py", "--data-dir", patchy_dataset, "--out-dir", tmp_path / "report")
+    real = (tmp_path / "report/report.md").read_text()
+    assert real.startswith("# HAM10000 data exploration\n\nData: ") and "licence CC BY-NC 4.0" in real
+    assert "synthetic" not in real
+
+
 def test_diagnosis_and_lesion_counts_match_the_metadata(sample_report, sample_dir):
     report = (sample_report[0] / "report.md").read_text()
     metadata = read_csv(sample_dir / "HAM10000_metadata.csv")
@@ -158,6 +170,7 @@ def test_class_folder_layout_says_its_metadata_is_missing(tmp_path):
     report = (out_dir / "report.md").read_text()
     assert report.count("Not available in this layout") == 3
     assert "There is no patient metadata" in report
+    assert "does not say how its diagnoses were confirmed (no `dx_type`)" in report
     assert not any((out_dir / name).exists() for name in METADATA_FIGURES)
     embedded = re.findall(r"!\[[^\]]+\]\(([^)]+)\)", report)
     assert sorted(embedded) == sorted(set(FIGURES) - set(METADATA_FIGURES))
@@ -220,3 +233,34 @@ def test_real_data_report(ham10000_dir, tmp_path):
     assert int(table.loc["all", "lesions"]) == metadata["lesion_id"].nunique()
     assert f"age for {(metadata['age'] == '').sum()} images" in report
     assert len(section_table(report, "Lesion site")) == metadata["localization"].nunique()
+    confirmed = section_table(report, "How the diagnoses were confirmed")
+    histopathology = 100 * metadata["dx_type"].eq("histo").groupby(metadata["dx"]).mean()
+    assert numbers(confirmed.loc[DIAGNOSES, "histopathology (%)"]).tolist() == histopathology[DIAGNOSES].round(1).tolist()
+
+
+def test_balanced_classes_are_called_balanced(tmp_path):
+    root = make_kaggle_folder(tmp_path / "balanced", balanced_rows(lesions_per_class=2))
+    run_script("explore_data.py", "--data-dir", root, "--out-dir", tmp_path / "report")
+    report = (tmp_path / "report/report.md").read_text()
+    assert "The classes are balanced: 2 to 2 images each." in report and "imbalanced" not in report
+
+
+def test_the_report_says_how_each_diagnosis_was_confirmed_with_0_in_empty_cells(tmp_path):
+    root = make_kaggle_folder(tmp_path / "confirmed", balanced_rows(lesions_per_class=2))
+    metadata = read_csv(root / "HAM10000_metadata.csv")
+    metadata["dx_type"] = metadata["dx"].map({"nv": "follow_up", "df": "consensus", "bkl": "confocal"}).fillna("histo")
+    metadata.loc[metadata["dx"] == "vasc", "dx_type"] = ["histo", ""]  # one image that does not say
+    metadata.to_csv(root / "HAM10000_metadata.csv", index=False)
+    run_script("explore_data.py", "--data-dir", root, "--out-dir", tmp_path / "report")
+    table = section_table((tmp_path / "report/report.md").read_text(), "How the diagnoses were confirmed")
+    assert list(table.columns) == ["images", "histopathology (%)", "follow-up (%)", "expert consensus (%)",
+                                   "confocal microscopy (%)", "not recorded (%)"]
+    assert table.loc["nv"].tolist() == ["2", "0.0", "100.0", "0.0", "0.0", "0.0"]
+    assert table.loc["vasc"].tolist() == ["2", "50.0", "0.0", "0.0", "0.0", "50.0"]
+    assert table.loc["all", "histopathology (%)"] == f"{100 * 7 / 14:.1f}"
+
+
+def test_an_empty_heatmap_cell_reads_0_percent():
+    from skin_lesion.data.explore import share_label
+
+    assert [share_label(0, 0.0), share_label(1, 0.001), share_label(5, 0.25)] == ["0%", "<1%", "25%"]

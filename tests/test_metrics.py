@@ -4,11 +4,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from scipy.stats import binomtest
 from sklearn import metrics
 
 from skin_lesion.evaluation.evaluate import aggregate_lesions, evaluate_predictions
 from tests.conftest import BINARY_TASK, SEVEN_CLASS_TASK
-from skin_lesion.evaluation.threshold import candidate_table, point_for_sensitivity, tune_threshold
+from skin_lesion.evaluation.threshold import candidate_table, point_for_sensitivity, tune_threshold, validation_rates
 from skin_lesion.metrics import brier_score, cluster_bootstrap, expected_calibration_error, rates_at
 
 
@@ -32,6 +33,30 @@ def test_threshold_hand_computed_case_with_ties():
     assert youden["threshold"] == 0.3 and youden["sensitivity"] == 1.0 and youden["specificity"] == 0.5
     at_95 = result["operating_points"]["sensitivity_0.95"]
     assert at_95["sensitivity"] == 1.0 and at_95["specificity"] == 0.5
+
+
+def test_operating_points_carry_their_counts_and_wilson_intervals():
+    scores = np.array([0.1, 0.2, 0.3, 0.4, 0.6, 0.7, 0.8, 0.9])
+    result = tune_threshold(scores, np.array([0, 0, 1, 0, 1, 0, 1, 1]), target=0.75)
+    # 3 of 4 either way; Wilson by hand: (p + z²/2n ± z·sqrt(p(1-p)/n + z²/4n²)) / (1 + z²/n).
+    assert (result["malignant"], result["benign"], result["tp"], result["tn"]) == (4, 4, 3, 3)
+    assert result["sensitivity_ci95"] == result["specificity_ci95"] == pytest.approx((0.3006, 0.9544), abs=1e-4)
+    assert result["interval_method"] == "wilson"
+    for point in result["operating_points"].values():
+        expected = binomtest(point["tp"], point["malignant"]).proportion_ci(0.95, method="wilson")
+        assert point["sensitivity_ci95"] == pytest.approx((expected.low, expected.high))
+
+
+def test_a_perfect_operating_point_on_few_images_says_how_uncertain_it_is():
+    scores = np.r_[np.linspace(0.01, 0.4, 59), np.linspace(0.6, 0.99, 19)]
+    result = tune_threshold(scores, np.r_[np.zeros(59, int), np.ones(19, int)], target=0.95)
+    assert result["sensitivity"] == result["specificity"] == 1.0
+    assert result["sensitivity_ci95"] == pytest.approx((0.8318, 1.0), abs=1e-4)  # 19 of 19
+    assert result["specificity_ci95"] == pytest.approx((0.9389, 1.0), abs=1e-4)  # 59 of 59
+    assert validation_rates(result) == ("sensitivity 1.000 (95 % CI 0.83–1.00), specificity 1.000 "
+                                        "(95 % CI 0.94–1.00) on 19 malignant / 59 benign validation images")
+    older = {key: result[key] for key in ("threshold", "sensitivity", "specificity")}  # tuned before intervals
+    assert "re-run scripts/04_tune_threshold.py --force" in validation_rates(older)
 
 
 def test_perfect_separation_reaches_both():

@@ -1,6 +1,8 @@
 """The embedded sample dataset and the benchmark scripts' output."""
 from __future__ import annotations
 
+import json
+
 import cv2
 import numpy as np
 import pandas as pd
@@ -24,6 +26,19 @@ def test_sample_has_the_kaggle_layout_and_a_ham10000_like_mix(sample_dir):
         images = sorted((sample_dir / folder).glob("*.jpg"))
         assert len(images) > 200
         assert cv2.imread(str(images[0])).shape == (450, 600, 3)
+
+
+def test_sample_is_marked_synthetic_and_its_ids_are_not_ham10000s(sample_dir):
+    record = json.loads((sample_dir / "provenance.json").read_text())
+    assert record["synthetic"] is True and record["source"] == "scripts/00_make_sample_data.py"
+    dataset = load_dataset(sample_dir)
+    assert dataset.provenance.synthetic and dataset.provenance.name == record["name"]
+    assert "HAM10000" not in dataset.provenance.name and "CC BY-NC" not in dataset.provenance.licence
+    table = dataset.table
+    assert table["image_id"].str.fullmatch(r"SYN_\d{7}").all()
+    assert table["lesion_id"].str.fullmatch(r"SYN_L_\d{7}").all()
+    files = [path.stem for path in sample_dir.rglob("*.jpg")]
+    assert len(files) == len(table) and not any(name.startswith(("ISIC", "HAM")) for name in files)
 
 
 def test_sample_classes_look_different(sample_dir):

@@ -111,8 +111,10 @@ def test_a_label_space_from_the_data_flows_through_every_step(sample_dir, tmp_pa
     assert task_of_record(info, "model") == Task(MULTICLASS, FOUR)
 
     run_script("04_tune_threshold.py", "--outputs-dir", outputs)
-    run_script("05_evaluate.py", "--outputs-dir", outputs, "--bootstrap", 0)
+    evaluated = run_script("05_evaluate.py", "--outputs-dir", outputs, "--bootstrap", 0)
     metrics = json.loads((run / "test_metrics.json").read_text())
+    balanced = metrics["multiclass"]["balanced_accuracy"]["value"]
+    assert f"balanced accuracy {balanced:.3f}, macro ROC-AUC" in evaluated.stderr
     split = pd.read_csv(split_file)
     test = split[split["split"] == "test"]
     assert metrics["malignant"] == int(test["dx"].isin(["BCC", "MEL"]).sum())

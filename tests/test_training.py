@@ -113,7 +113,8 @@ def test_tensorboard_steps_count_epochs_from_one_with_the_epochs_learning_rate(b
     run = (outputs / "latest").resolve()
 
     def steps(folder: str, tag: str) -> dict[int, float]:
-        events = EventAccumulator(str(run / "logs/tensorboard" / folder), size_guidance={"tensors": 0}).Reload()
+        events = EventAccumulator(str(run / "logs/tensorboard" / run.name / folder),
+                                  size_guidance={"tensors": 0}).Reload()
         return {event.step: tf.make_ndarray(event.tensor_proto) for event in events.Tensors(tag)}
 
     rates = steps("train", "epoch_learning_rate")
@@ -132,7 +133,7 @@ def test_tensorboard_hparams_hold_the_settings_and_final_metrics(binary_run):
 
     outputs, _ = binary_run
     run = (outputs / "latest").resolve()
-    events = EventAccumulator(str(run / "logs/tensorboard"), size_guidance={"tensors": 0}).Reload()
+    events = EventAccumulator(str(run / "logs/tensorboard" / run.name), size_guidance={"tensors": 0}).Reload()
     content = next(iter(events.PluginTagToContent("hparams").values()))
     session = plugin_data_pb2.HParamsPluginData.FromString(content).session_start_info
     assert session.group_name == run.name
@@ -143,6 +144,37 @@ def test_tensorboard_hparams_hold_the_settings_and_final_metrics(binary_run):
              for tag in events.Tags()["tensors"] if tag.startswith("final/")}
     assert final["final/val_pr_auc"] == pytest.approx(config["best"]["val_pr_auc"])
     assert final["final/best_epoch"] == config["best_epoch"]
+
+
+def hparams_tab(logdir: Path) -> dict[str, dict[tuple[str, str], float]]:
+    """What TensorBoard's HPARAMS tab shows when pointed at ``logdir``: session group name ->
+    (metric group, tag) -> value, read by the plugin's own backend."""
+    from tensorboard import context
+    from tensorboard.backend.event_processing import data_provider, plugin_event_multiplexer
+    from tensorboard.plugins import base_plugin
+    from tensorboard.plugins.hparams import api_pb2, backend_context, list_session_groups
+
+    multiplexer = plugin_event_multiplexer.EventMultiplexer()
+    multiplexer.AddRunsFromDirectory(str(logdir))
+    multiplexer.Reload()
+    provider = data_provider.MultiplexerDataProvider(multiplexer, str(logdir))
+    backend = backend_context.Context(base_plugin.TBContext(logdir=str(logdir), multiplexer=multiplexer,
+                                                            data_provider=provider))
+    request = api_pb2.ListSessionGroupsRequest(start_index=0, slice_size=100,
+                                               allowed_statuses=list(api_pb2.Status.values()))
+    groups = list_session_groups.Handler(context.RequestContext(), backend, "", request).run().session_groups
+    return {group.name: {(value.name.group, value.name.tag): value.value for value in group.metric_values}
+            for group in groups}
+
+
+def test_tensorboard_hparams_show_the_metrics_from_one_run_or_from_the_runs_folder(binary_run):
+    outputs, _ = binary_run
+    run = (outputs / "latest").resolve()
+    best = json.loads((run / "training_config.json").read_text())["best"]
+    for logdir in (run / "logs/tensorboard", outputs / "runs", outputs):
+        metrics = hparams_tab(logdir)[run.name]
+        assert metrics[("", "final/val_pr_auc")] == pytest.approx(best["val_pr_auc"]), logdir
+        assert {("train", "epoch_loss"), ("validation", "epoch_pr_auc")} <= set(metrics), logdir
 
 
 def test_run_files_are_readable_by_the_group_and_others(binary_run):

@@ -1,36 +1,43 @@
 """What the web app (``app.py``) needs besides its page: the models it can offer, and the
 scoring of uploaded files exactly as ``scripts/06_infer.py`` and ``07_explain.py`` do it.
 
-Nothing here imports Streamlit, so it is tested like the rest of ``skin_lesion``. Uploaded files are
-written to a temporary folder and go through ``predict_paths`` and ``write_predictions``, the
-functions behind ``06_infer.py``: a file gets the same score on the page as from the script, and
-the page's CSV has the script's bytes (its ``path`` column holds the uploaded file names). The
+Nothing here imports Streamlit, so it is tested like the rest of ``skin_lesion``. Uploaded files
+stay in memory, never written to disk: their bytes go through ``predict_paths`` and the CSV writer
+behind ``06_infer.py``, so a file gets the same score on the page as from the script, and the
+page's CSV has the script's bytes (its ``path`` column holds the uploaded file names). The
 Grad-CAM maps explain the predicted class, as ``07_explain.py --images`` does.
+
+Models come only from two folders fixed where the server starts (``AllowedFolders``), never from
+a path typed on the page, and a file that resolves outside them (a symbolic link, ``..``) is
+refused: on a shared server a visitor cannot make the app read anything else.
 """
 from __future__ import annotations
 
-import tempfile
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import tensorflow as tf
 
+from skin_lesion.data.dataset import Provenance
 from skin_lesion.data.files import has_image_extension
-from skin_lesion.data.records import task_of_record
-from skin_lesion.data.images import decode_files
+from skin_lesion.data.records import dataset_of, task_of_record
+from skin_lesion.data.images import decode_and_resize, decode_files
 from skin_lesion.errors import UserError
 from skin_lesion.evaluation.compare import find_runs, run_row
 from skin_lesion.explanation.gradcam import gradcam, overlay
 from skin_lesion.io_utils import read_json
 from skin_lesion.layout import CONFIG_FILE, ModelFileLayout, open_run
-from skin_lesion.models.saved import ModelFileError
-from skin_lesion.serving.inference import decided_class, prediction_columns, predict_paths, write_predictions
+from skin_lesion.models.saved import ModelFileError, read_model_info
+from skin_lesion.serving.inference import decided_class, prediction_columns, predict_paths, predictions_csv
 from skin_lesion.serving.predictor import Predictor, from_model_file, from_run
 
 #: Longest side, in pixels, of an uploaded image as the page shows it (aspect ratio kept).
 PAGE_IMAGE_SIZE = 384
+#: The environment variables that set the folders the page may read models from.
+OUTPUTS_VARIABLE, MODELS_VARIABLE = "SKIN_LESION_OUTPUTS", "SKIN_LESION_MODELS"
 
 
 @dataclass(frozen=True)
@@ -45,6 +52,45 @@ class ModelChoice:
     path: Path
     label: str
     problem: str = ""
+
+
+@dataclass(frozen=True)
+class AllowedFolders:
+    """The only folders the page reads runs and model files from: the outputs folder (runs)
+    and the models folder (copied ``.h5`` files). Set by whoever starts the server, never on
+    the page."""
+
+    outputs: Path
+    models: Path
+
+    @classmethod
+    def from_environment(cls, project: Path) -> "AllowedFolders":
+        """``$SKIN_LESION_OUTPUTS`` and ``$SKIN_LESION_MODELS``, else the project's ``outputs/``
+        and ``models/``; a relative path starts at the project folder, wherever the server was
+        started from."""
+        def folder(variable: str, default: str) -> Path:
+            path = Path(os.environ.get(variable) or default).expanduser()
+            return path if path.is_absolute() else project / path
+
+        return cls(folder(OUTPUTS_VARIABLE, "outputs"), folder(MODELS_VARIABLE, "models"))
+
+
+def escaping_file(paths: list[Path], root: Path) -> Path | None:
+    """The first of ``paths`` that, with symbolic links and ``..`` resolved, lies outside
+    ``root`` (None when all lie inside): such a file is refused, whatever it is."""
+    inside = Path(root).resolve()
+    return next((path for path in paths if not Path(path).resolve().is_relative_to(inside)), None)
+
+
+def refused_outside(choice: ModelChoice, root: Path) -> ModelChoice:
+    """``choice``, with a problem that refuses it if one of its files resolves outside ``root``."""
+    if choice.problem:
+        return choice
+    escaping = escaping_file([choice.path, *source_files(choice)], root)
+    if escaping is None:
+        return choice
+    return replace(choice, problem=f"refused: {escaping.name} resolves outside {root} (a symbolic link or "
+                                   "'..'), and this page reads nothing outside the folders it was started with")
 
 
 def task_description(run_dir: Path) -> str:
@@ -66,7 +112,8 @@ def run_label(row: dict, task: str) -> str:
 
 
 def run_choices(outputs_dir: Path) -> list[ModelChoice]:
-    """Every run folder under ``outputs_dir``, newest first; only completed runs can be chosen.
+    """Every run folder under ``outputs_dir``, newest first; only completed runs whose files
+    all lie inside it can be chosen.
 
     ``compare_runs.py``'s rows never raise for a broken folder, so a damaged run is listed with
     its reason instead of breaking the page. A missing folder holds no runs.
@@ -76,8 +123,9 @@ def run_choices(outputs_dir: Path) -> list[ModelChoice]:
         return []
     rows = sorted((run_row(path, outputs_dir) for path in find_runs(outputs_dir)), key=lambda row: row["path"])
     rows.sort(key=lambda row: row["started"] or "", reverse=True)  # stable: newest first, undated last
-    return [ModelChoice("run", outputs_dir / row["path"],
-                        run_label(row, task_description(outputs_dir / row["path"])), run_problem(row["status"]))
+    return [refused_outside(ModelChoice("run", outputs_dir / row["path"],
+                                        run_label(row, task_description(outputs_dir / row["path"])),
+                                        run_problem(row["status"])), outputs_dir)
             for row in rows]
 
 
@@ -89,15 +137,14 @@ def run_problem(status: str) -> str:
 
 
 def model_file_choices(folder: Path) -> list[ModelChoice]:
-    """The ``.h5`` files in ``folder`` (the repository's ``models/``, where copied models go)."""
+    """The ``.h5`` files in ``folder`` (where copied models go) and its subfolders, a model in
+    its own subfolder keeping its threshold.json and calibration.json; each named by its path
+    in ``folder`` and refused if it or a file beside it resolves outside ``folder``."""
     folder = Path(folder)
-    return [file_choice(path) for path in sorted(folder.glob("*.h5"))] if folder.is_dir() else []
-
-
-def file_choice(path: Path) -> ModelChoice:
-    """A model file the user pointed to; a path that is no file is offered with its problem."""
-    path = Path(path)
-    return ModelChoice("file", path, path.name, "" if path.is_file() else f"there is no file at {path}")
+    if not folder.is_dir():
+        return []
+    return [refused_outside(ModelChoice("file", path, path.relative_to(folder).as_posix()), folder)
+            for path in sorted(folder.rglob("*.h5"))]
 
 
 def source_files(choice: ModelChoice) -> list[Path]:
@@ -117,6 +164,15 @@ def stamp(choice: ModelChoice) -> tuple[tuple[str, int], ...]:
 def predictor_for(choice: ModelChoice) -> Predictor:
     """The predictor of a run (its best model) or of a model file, as 06_infer.py builds it."""
     return from_run(open_run(choice.path)) if choice.kind == "run" else from_model_file(choice.path)
+
+
+def trained_on(choice: ModelChoice) -> Provenance:
+    """What the chosen model learnt from, as its run or its model file records it (for models
+    made before they did, the dataset their label space names), so the page says it."""
+    if choice.kind == "run":
+        config = open_run(choice.path).config
+        return dataset_of(read_json(config, "Training config"), str(config))
+    return dataset_of(read_model_info(choice.path) or {}, str(choice.path))
 
 
 @dataclass
@@ -150,15 +206,6 @@ class ScoredUploads:
     unexplained: str = ""
 
 
-def saved_uploads(uploads: list[tuple[str, bytes]], folder: Path) -> list[Path]:
-    """Each upload as a file in ``folder``, named by its position: uploaded names may repeat or
-    hold characters a file name cannot (the decoder goes by the content, not the name)."""
-    paths = [folder / f"{index:05d}{Path(name).suffix.lower()}" for index, (name, _) in enumerate(uploads)]
-    for path, (_, data) in zip(paths, uploads):
-        path.write_bytes(data)
-    return paths
-
-
 def score_uploads(predictor: Predictor, uploads: list[tuple[str, bytes]],
                   patient: dict | None = None) -> ScoredUploads:
     """Score uploaded ``(file name, bytes)`` as 06_infer.py scores a folder of those files.
@@ -169,47 +216,42 @@ def score_uploads(predictor: Predictor, uploads: list[tuple[str, bytes]],
     """
     unsupported = [name for name, _ in uploads if not has_image_extension(Path(name))]
     uploads = [(name, data) for name, data in uploads if has_image_extension(Path(name))]
-    with tempfile.TemporaryDirectory(prefix="skin-lesion-app-") as folder:
-        paths = saved_uploads(uploads, Path(folder))
-        table = pd.DataFrame([patient or {}] * len(paths), index=range(len(paths)))
-        rows = list(predict_paths(predictor, [str(path) for path in paths], table, progress=False))
-        for row, path, (name, _) in zip(rows, paths, uploads):  # files are named as uploaded
-            row.update(path=name, error=row["error"].replace(str(path), name))
-        csv_file = Path(folder) / "predictions.csv"
-        write_predictions(rows, csv_file, prediction_columns(predictor))
-        images = [ScoredImage(row["path"], row) for row in rows]
-        readable = [index for index, row in enumerate(rows) if not row["error"]]
-        readable_paths = [paths[index] for index in readable]
-        unexplained = ""
-        try:
-            heatmaps = explained_heatmaps(predictor, readable_paths, table.iloc[readable],
-                                          [rows[index] for index in readable])
-        except ModelFileError as error:  # the scores stand; only the maps are missing
-            heatmaps, unexplained = [None] * len(readable), str(error)
-        for index, path, heatmap in zip(readable, readable_paths, heatmaps):
-            images[index].image = display_image(path)
-            images[index].heatmap = None if heatmap is None else overlay(images[index].image, heatmap)
-        return ScoredUploads(images, csv_file.read_bytes(), unsupported, unexplained)
+    names, contents = [name for name, _ in uploads], [data for _, data in uploads]
+    table = pd.DataFrame([patient or {}] * len(uploads), index=range(len(uploads)))
+    rows = list(predict_paths(predictor, names, table, progress=False, contents=contents))
+    images = [ScoredImage(row["path"], row) for row in rows]
+    readable = [index for index, row in enumerate(rows) if not row["error"]]
+    unexplained = ""
+    try:
+        heatmaps = explained_heatmaps(predictor, [uploads[index] for index in readable], table.iloc[readable],
+                                      [rows[index] for index in readable])
+    except ModelFileError as error:  # the scores stand; only the maps are missing
+        heatmaps, unexplained = [None] * len(readable), str(error)
+    for index, heatmap in zip(readable, heatmaps):
+        images[index].image = display_image(contents[index])
+        images[index].heatmap = None if heatmap is None else overlay(images[index].image, heatmap)
+    return ScoredUploads(images, predictions_csv(rows, prediction_columns(predictor)), unsupported, unexplained)
 
 
-def explained_heatmaps(predictor: Predictor, paths: list[Path], patient: pd.DataFrame,
+def explained_heatmaps(predictor: Predictor, uploads: list[tuple[str, bytes]], patient: pd.DataFrame,
                        rows: list[dict]) -> np.ndarray:
-    """For each readable file, the Grad-CAM heatmap of the predicted class on the model's input
+    """For each readable upload, the Grad-CAM heatmap of the predicted class on the model's input
     (as 07_explain.py computes it); ``overlay`` lays it over the image at its own aspect ratio,
     so the picture is not squashed to the model's square."""
     size = predictor.img_size
     metadata, _ = predictor.encode_metadata(patient.reset_index(drop=True))
     classes = np.array([decided_class(predictor, row) for row in rows])
-    heatmaps = np.zeros((len(paths), size, size), np.float32)
-    for indices, images in decode_files([str(path) for path in paths], (size, size)):
+    heatmaps = np.zeros((len(uploads), size, size), np.float32)
+    for indices, images in decode_files([name for name, _ in uploads], (size, size),
+                                        contents=[data for _, data in uploads]):
         heatmaps[indices] = gradcam(predictor.model, images, None if metadata is None else metadata[indices],
                                     classes[indices])
     return heatmaps
 
 
-def display_image(path: Path) -> np.ndarray:
-    """The file through the project's decoder, at most PAGE_IMAGE_SIZE pixels a side, aspect kept."""
-    height, width = tf.io.decode_image(tf.io.read_file(str(path)), channels=3, expand_animations=False).shape[:2]
+def display_image(contents: bytes) -> np.ndarray:
+    """The image through the project's decoder, at most PAGE_IMAGE_SIZE pixels a side, aspect kept."""
+    height, width = tf.io.decode_image(contents, channels=3, expand_animations=False).shape[:2]
     scale = min(1.0, PAGE_IMAGE_SIZE / max(height, width))
     size = (max(1, round(height * scale)), max(1, round(width * scale)))
-    return next(decode_files([str(path)], size))[1][0]
+    return decode_and_resize(tf.constant(contents), size).numpy()

@@ -9,13 +9,15 @@ debug messages and what TensorFlow printed while it started.
 from __future__ import annotations
 
 import argparse
+import difflib
 import logging
 import os
 import sys
-from typing import Callable
+from pathlib import Path
+from typing import Callable, NoReturn
 
 from skin_lesion import layout
-from skin_lesion.errors import UserError
+from skin_lesion.errors import MissingFileError, UserError
 from skin_lesion.io_utils import stderr_captured
 
 log = logging.getLogger(__name__)
@@ -63,10 +65,40 @@ def start_tensorflow(debug: bool = False) -> None:
         log.debug("TensorFlow start-up messages:\n%s", startup)
 
 
+class ScriptParser(argparse.ArgumentParser):
+    """argparse with two kindnesses: a mistyped flag gets "did you mean" (built into Python 3.14
+    as ``suggest_on_error``), and an empty path, usually an unset environment variable in the
+    command, is named instead of being read as the current folder."""
+
+    def error(self, message: str) -> NoReturn:
+        if message.startswith("unrecognized arguments"):
+            flags = [word for word in message.split(":", 1)[1].split() if word.startswith("--")]
+            known = [option for option in self._option_string_actions if option.startswith("--")]
+            guesses = [match[0] for flag in flags
+                       if (match := difflib.get_close_matches(flag.split("=")[0], known, n=1))]
+            if guesses:
+                message += f" (did you mean {' '.join(guesses)}?)"
+        super().error(message)
+
+    def parse_args(self, args=None, namespace=None):
+        parsed = super().parse_args(args, namespace)
+        for action in self._actions:
+            value = getattr(parsed, action.dest, None)
+            if takes_path(action) and "" in (value if isinstance(value, list) else [value]):
+                flag = action.option_strings[-1] if action.option_strings else action.dest
+                self.error(f"{flag} is empty; give a path (is an environment variable in the command unset?)")
+        return parsed
+
+
+def takes_path(action: argparse.Action) -> bool:
+    """Whether an argument names a file or folder, by its metavar or its name."""
+    return action.metavar in ("DIR", "FILE", "CSV", "H5", "PATH", "RUN_DIR", "ZIP") or \
+        action.dest.endswith(("_dir", "_file")) or action.dest == "input"
+
+
 def parser(description: str | None) -> argparse.ArgumentParser:
     """A script's parser: its docstring as description, ``--debug`` for every script."""
-    result = argparse.ArgumentParser(description=description,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    result = ScriptParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     result.add_argument("--debug", action="store_true",
                         help="show tracebacks, debug messages and TensorFlow's start-up messages")
     return result
@@ -105,6 +137,16 @@ def read_dataset(args: argparse.Namespace):
 
 def open_run(args: argparse.Namespace) -> layout.RunLayout:
     return layout.open_run(args.run_dir, args.outputs_dir)
+
+
+METADATA_CSV = "a CSV with image_id, age, sex and localization columns"
+
+
+def require_inputs(paths: list[str], name: str, wanted: str = "an image, a folder or a CSV of paths") -> None:
+    """Stop before any work when an input path named on the command line does not exist."""
+    for path in paths:
+        if not Path(path).exists():
+            raise MissingFileError(f"{name} {path} does not exist; give {wanted}.")
 
 
 def bounded_number(kind: type, low: float, high: float | None = None,

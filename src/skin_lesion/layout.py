@@ -18,7 +18,7 @@ import os
 from datetime import datetime
 from pathlib import Path
 
-from skin_lesion.errors import MissingFileError
+from skin_lesion.errors import ConfigError, MissingFileError
 from skin_lesion.io_utils import read_json
 
 DATA_DIR = Path("data")
@@ -99,7 +99,11 @@ class RunLayout:
 
     @property
     def tensorboard_dir(self) -> Path:
-        return self.root / "logs" / "tensorboard"
+        """The run's TensorBoard session, one folder below ``logs/tensorboard``: pointed at that
+        folder, TensorBoard names the session by the run, and its HParams tab finds the metrics
+        in ``train/`` and ``validation/`` below the session (a session at the folder it is
+        pointed at is named ".", and the tab shows no metric)."""
+        return self.root / "logs" / "tensorboard" / self.root.name
 
     @property
     def val_probs(self) -> Path:
@@ -260,14 +264,25 @@ class OutputsLayout:
         os.replace(partial, self.latest)
 
 
-def open_run(run_dir: Path | None, outputs_dir: Path = OUTPUTS_DIR) -> RunLayout:
-    """The layout of an existing run: ``run_dir``, or the one ``outputs/latest`` points to."""
+def open_run(run_dir: Path | None, outputs_dir: Path = OUTPUTS_DIR, flag: str = "--run-dir") -> RunLayout:
+    """The layout of an existing run: ``run_dir`` (given as ``flag``), or the one
+    ``outputs/latest`` points to."""
     root = Path(run_dir) if run_dir else OutputsLayout(outputs_dir).latest
     config = root / CONFIG_FILE
     if not config.is_file():
-        where = f"--run-dir {run_dir}" if run_dir else f"{root} (the latest completed run)"
+        where = f"{flag} {run_dir}" if run_dir else f"{root} (the latest completed run)"
         raise MissingFileError(
             f"No training run at {where}: {config} is missing. Train one with "
-            "scripts/03_train.py or pass --run-dir outputs/runs/<run>."
+            f"scripts/03_train.py or pass {flag} outputs/runs/<run>."
         )
     return RunLayout(root.resolve(), read_json(config, "Training config")["architecture"])
+
+
+def open_unfinished_run(run_dir: Path) -> RunLayout:
+    """A run that ``--resume`` can continue: it exists and has not completed."""
+    run = open_run(run_dir, flag="--resume")
+    if read_json(run.config, "Training config").get("status") == "completed":
+        raise ConfigError(f"--resume {run_dir}: that run is already complete; nothing to resume. "
+                          "To train it again, start a new run with "
+                          f"--config {run.config}.")
+    return run

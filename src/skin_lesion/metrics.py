@@ -91,18 +91,25 @@ def with_intervals(point: dict[str, float], intervals: dict[str, list[float]]) -
                   "ci95": intervals.get(key)} for key, value in point.items()}
 
 
-def expected_calibration_error(truth: np.ndarray, confidence: np.ndarray,
-                               bins: int = CALIBRATION_BINS) -> float:
-    """Weighted mean gap between confidence and observed frequency over equal-width bins."""
+def calibration_bins(truth: np.ndarray, confidence: np.ndarray, bins: int = CALIBRATION_BINS) -> pd.DataFrame:
+    """Per equal-width bin of ``confidence``: its edges, the images in it, their mean confidence
+    and observed frequency (NaN for an empty bin). The calibration error and the reliability
+    diagram read the same bins."""
     truth, confidence = np.asarray(truth, float), np.asarray(confidence, float)
     edges = np.linspace(0, 1, bins + 1)
     which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
-    error = 0.0
-    for b in range(bins):
-        inside = which == b
-        if inside.any():
-            error += inside.mean() * abs(confidence[inside].mean() - truth[inside].mean())
-    return float(error)
+    images = np.bincount(which, minlength=bins)
+    return pd.DataFrame({"lower": edges[:-1], "upper": edges[1:], "images": images,
+                         "mean_confidence": ratio(np.bincount(which, confidence, bins), images),
+                         "observed": ratio(np.bincount(which, truth, bins), images)})
+
+
+def expected_calibration_error(truth: np.ndarray, confidence: np.ndarray,
+                               bins: int = CALIBRATION_BINS) -> float:
+    """Weighted mean gap between confidence and observed frequency over equal-width bins."""
+    table = calibration_bins(truth, confidence, bins).query("images > 0")
+    gaps = (table["mean_confidence"] - table["observed"]).abs()
+    return float((table["images"] * gaps).sum() / max(len(np.asarray(truth)), 1))
 
 
 def brier_score(truth: np.ndarray, probability: np.ndarray) -> float:

@@ -15,6 +15,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
+from matplotlib.cm import ScalarMappable  # noqa: E402
+from matplotlib.colors import ListedColormap, Normalize  # noqa: E402
 
 from skin_lesion.io_utils import atomic_path  # noqa: E402
 
@@ -129,11 +131,12 @@ def per_class_roc_figure(curves: dict[str, tuple[np.ndarray, np.ndarray, float]]
 
 def score_histogram_figure(scores: np.ndarray, groups: np.ndarray, thresholds: dict[str, float],
                            title: str, xlabel: str = "malignant score") -> plt.Figure:
-    """Distribution of the score for each true class, with the thresholds marked."""
+    """Images per score bin for each true class, with the thresholds marked: counts, not
+    densities, so a bar of one image looks like one image."""
     frame = pd.DataFrame({"score": scores, "true class": groups})
     figure, axis = plt.subplots(figsize=(6.5, 4))
-    sns.histplot(frame, x="score", hue="true class", bins=np.linspace(0, 1, 41), stat="density",
-                 common_norm=False, element="step", ax=axis)
+    sns.histplot(frame, x="score", hue="true class", bins=np.linspace(0, 1, 41), stat="count",
+                 element="step", ax=axis)
     for (name, threshold), style in zip(thresholds.items(), ("--", ":", "-.")):
         label = f"tuned threshold {threshold:.3f}" if name == "tuned" else f"threshold {threshold:.3f}"
         axis.axvline(threshold, color="black", lw=0.9, ls=style, label=label)
@@ -144,7 +147,7 @@ def score_histogram_figure(scores: np.ndarray, groups: np.ndarray, thresholds: d
         labels = [text.get_text() for text in legend.get_texts()] + labels
     axis.legend(handles, labels, fontsize=7)
     axis.set_xlabel(xlabel)
-    axis.set_ylabel("density")
+    axis.set_ylabel("images")
     axis.set_title(title)
     return figure
 
@@ -162,23 +165,42 @@ def threshold_figure(thresholds, sensitivity, specificity, chosen: float, target
     return figure
 
 
-def reliability_figure(curves: dict[str, tuple[np.ndarray, np.ndarray, float]],
-                       title: str) -> plt.Figure:
-    """Reliability diagram: name -> (mean predicted probability, observed frequency, ECE)."""
-    figure, axis = plt.subplots(figsize=(5, 5))
+def reliability_figure(curves: dict[str, tuple[pd.DataFrame, float]], title: str) -> plt.Figure:
+    """Reliability diagram over the bins of ``metrics.calibration_bins``: name -> (bins, ECE).
+
+    Above, each bin's observed frequency at its mean predicted probability; an empty bin breaks
+    the line (a line across it would show values nobody observed). Below, the images per bin:
+    a point of three images is not a point of three hundred.
+    """
+    figure, (axis, counts) = plt.subplots(2, 1, figsize=(5, 6.6), sharex=True,
+                                          gridspec_kw={"height_ratios": [3, 1.2]})
     axis.plot([0, 1], [0, 1], color="grey", lw=0.8, ls=":", label="perfect calibration")
-    for name, (mean_predicted, fraction_positive, ece) in curves.items():
-        axis.plot(mean_predicted, fraction_positive, marker="o", label=f"{name} (ECE {ece:.3f})")
-    axis.set_xlabel("mean predicted probability")
-    axis.set_ylabel("observed frequency")
+    for index, (name, (bins, ece)) in enumerate(curves.items()):
+        line, = axis.plot(bins["mean_confidence"], bins["observed"], marker="o", label=f"{name} (ECE {ece:.3f})")
+        width = (bins["upper"] - bins["lower"]) / len(curves)
+        filled = bins["images"] > 0
+        bars = counts.bar((bins["lower"] + index * width)[filled], bins["images"][filled], width=width[filled],
+                          align="edge", color=line.get_color(), alpha=0.8, label=name)
+        counts.bar_label(bars, fontsize=6, padding=1)
+    axis.set_ylabel("observed frequency of malignancy")
     axis.set_title(title)
     axis.legend(fontsize=8)
+    counts.set_xlabel("malignant score (points: mean of the bin; bars: the bin)")
+    counts.set_ylabel("images per bin")
+    counts.margins(y=0.25)
+    figure.tight_layout()
     return figure
 
 
-def explanation_figure(rows: list[tuple[np.ndarray, np.ndarray, str]], title: str) -> plt.Figure:
-    """Rows of (original image | heatmap overlay), each with its caption above it."""
-    figure, axes = plt.subplots(len(rows), 2, figsize=(6.4, 3.35 * len(rows)), squeeze=False)
+def explanation_figure(rows: list[tuple[np.ndarray, np.ndarray, str]], title: str,
+                       heat_colours: np.ndarray) -> plt.Figure:
+    """Rows of (original image | heatmap overlay | colour bar), each with its caption above it.
+
+    ``heat_colours`` are the overlay's colours for heat 0 ... 1 (RGB rows): the bar reads the
+    colours, which without it say nothing about how strong the evidence is.
+    """
+    figure, axes = plt.subplots(len(rows), 2, figsize=(7.0, 3.35 * len(rows)), squeeze=False)
+    scale = ScalarMappable(Normalize(0, 1), ListedColormap(heat_colours))
     for (original, blended, caption), (left, right) in zip(rows, axes):
         left.imshow(original)
         right.imshow(blended)
@@ -187,6 +209,18 @@ def explanation_figure(rows: list[tuple[np.ndarray, np.ndarray, str]], title: st
             axis.set_xticks([])
             axis.set_yticks([])
             axis.set_xlabel(label, fontsize=8)
+        bar = figure.colorbar(scale, ax=right, fraction=0.046, pad=0.03)
+        bar.set_label("importance (1 = this image's maximum)", fontsize=7)
+        bar.ax.tick_params(labelsize=7)
     figure.suptitle(title, fontsize=10)
     figure.tight_layout()
+    return figure
+
+
+def message_figure(text: str, title: str) -> plt.Figure:
+    """A panel that says why there is nothing to show, where a figure is expected."""
+    figure, axis = plt.subplots(figsize=(6.4, 2.0))
+    axis.text(0.5, 0.5, text, ha="center", va="center", wrap=True, fontsize=10)
+    axis.set_axis_off()
+    figure.suptitle(title, fontsize=10)
     return figure

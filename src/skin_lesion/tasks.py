@@ -137,11 +137,13 @@ class Task:
         """``benign vs malignant`` or ``7 diagnoses``: what the model tells apart."""
         return "benign vs malignant" if self.is_binary else f"{len(self.label_space.codes)} diagnoses"
 
-    def score_description(self) -> str:
-        """What the malignant score of this task's calibrated outputs is."""
+    def score_description(self, calibrated: bool) -> str:
+        """What the malignant score of this task's outputs is; ``calibrated`` only when a
+        calibration map was fitted."""
+        kind = "calibrated probability" if calibrated else "probability (uncalibrated)"
         if self.is_binary:
-            return "calibrated probability of malignancy"
-        return f"summed calibrated probability of {', '.join(self.label_space.malignant_codes)}"
+            return f"{kind} of malignancy"
+        return f"summed {kind} of {', '.join(self.label_space.malignant_codes)}"
 
     # --- labels and targets
     def labels(self, codes: Iterable[str]) -> np.ndarray:

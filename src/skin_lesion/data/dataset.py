@@ -8,6 +8,8 @@ trained, and every problem is reported with the file, the line and what to do ab
 from __future__ import annotations
 
 import csv
+import dataclasses
+import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,12 +25,68 @@ log = logging.getLogger(__name__)
 #: The patient metadata columns: used by the metadata branch of the model when present.
 PATIENT_COLUMNS = ("age", "sex", "localization")
 #: The columns of every dataset's table, whatever its source.
-TABLE_COLUMNS = ("image_id", "lesion_id", "patient_id", "dx", *PATIENT_COLUMNS, "image_path", "split")
+TABLE_COLUMNS = ("image_id", "lesion_id", "patient_id", "dx", "dx_type", *PATIENT_COLUMNS, "image_path", "split")
 #: What a split keeps together (images of one lesion, or every image of one patient), as people say it.
 GROUP_NAMES = {"lesion_id": "lesion", "patient_id": "patient"}
 SEPARATORS = ",;\t|"
 #: Share of listed images that may be missing (or undecodable) before a step refuses to go on.
 MISSING_ABORT_FRACTION = 0.05
+#: A file beside the data that says what it is; it wins over what its layout's reader would record.
+PROVENANCE_FILE = "provenance.json"
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """What the data is: its name, where it comes from, its licence and whether it is synthetic.
+
+    A layout says nothing about where images come from (the generated sample has HAM10000's
+    files, not its lesions), so this record travels from the reader through the split summary
+    and the run's record into the model file, and the model card, the data report, the app and
+    the console say what the data was from it.
+    """
+
+    name: str
+    source: str
+    licence: str
+    synthetic: bool = False
+    citation: str = ""
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, record, where: str) -> "Provenance":
+        """The record of a ``provenance.json`` or of a run's files; ``where`` names it in errors."""
+        fields = {"name": str, "source": str, "licence": str, "synthetic": bool}
+        if not isinstance(record, dict) or any(not isinstance(record.get(key), kind) for key, kind in fields.items()):
+            raise DatasetError(f"{where} must say what the data is: an object with name, source and licence "
+                               "(text) and synthetic (true or false).")
+        return cls(record["name"], record["source"], record["licence"], record["synthetic"],
+                   str(record.get("citation", "")))
+
+    def caveat(self) -> str:
+        """What must stand beside any figure measured on synthetic data; empty for real data."""
+        if not self.synthetic:
+            return ""
+        return (f"The data is synthetic: {self.name}, made by {self.source}, holds generated images, not "
+                "photographs of skin lesions. Figures measured on it show that the code runs; they say nothing "
+                "about real lesions.")
+
+
+def read_provenance_file(folder: Path) -> Provenance | None:
+    """The ``provenance.json`` in ``folder``, if there is one."""
+    path = Path(folder) / PROVENANCE_FILE
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise DatasetError(f"{path} is not valid JSON ({error}).") from None
+    return Provenance.from_dict(record, str(path))
+
+
+def write_provenance_file(folder: Path, provenance: Provenance) -> None:
+    (Path(folder) / PROVENANCE_FILE).write_text(json.dumps(provenance.as_dict(), indent=2) + "\n", encoding="utf-8")
 
 
 @dataclass
@@ -37,9 +95,12 @@ class Dataset:
 
     ``table`` has the columns ``TABLE_COLUMNS``: ``image_id``, ``lesion_id`` (the image's own id
     where the data names no lesion), ``patient_id`` (empty where it names no patient), ``dx``
-    (the diagnosis code, as the label space spells it), ``age``, ``sex``, ``localization`` (as
-    the source writes them; empty where it has none), ``image_path`` (absolute) and ``split``
-    (a split the source gives, else empty). ``group_by`` is what a split keeps together.
+    (the diagnosis code, as the label space spells it), ``dx_type`` (how the diagnosis was
+    confirmed, in HAM10000's codes histo, follow_up, consensus, confocal, or no_biopsy; empty
+    where the source does not say), ``age``, ``sex``, ``localization`` (as the source writes
+    them; empty where it has none), ``image_path`` (absolute) and ``split`` (a split the source
+    gives, else empty). ``group_by`` is what a split keeps together.
+    ``provenance`` is what the data is (``load_dataset`` records it for every reader).
     """
 
     table: pd.DataFrame
@@ -49,6 +110,7 @@ class Dataset:
     group_by: str = "lesion_id"
     missing_images: list[str] = field(default_factory=list)
     unlisted_images: list[str] = field(default_factory=list)
+    provenance: Provenance | None = None
 
 
 def dataset_table(rows: pd.DataFrame) -> pd.DataFrame:

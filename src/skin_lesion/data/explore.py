@@ -1,4 +1,4 @@
-"""What is in a HAM10000 dataset: tables, figures and a Markdown report about it.
+"""What is in a dataset: tables, figures and a Markdown report about it.
 
 ``scripts/explore_data.py`` uses it. :func:`summarise` turns the image table of
 ``skin_lesion.data.dataset.Dataset`` (with image sizes added by :func:`with_image_sizes`) into tables;
@@ -6,6 +6,8 @@ one function per figure draws it; :func:`write_report` writes the figures and ``
 which embeds them and gives their numbers. HAM10000 identifies lesions, not patients, so
 everything is counted by image and by lesion. Patient metadata (age, sex, site) may be absent,
 as in the class-folder layout: its tables and figures are then left out and the report says so.
+The report is titled by what the data is (its provenance), not by its layout: the generated
+sample has HAM10000's files, and its report says first that it is synthetic.
 """
 from __future__ import annotations
 
@@ -20,8 +22,8 @@ import seaborn as sns
 from matplotlib.ticker import PercentFormatter
 from PIL import Image, UnidentifiedImageError
 
-from skin_lesion.data.dataset import PATIENT_COLUMNS, Dataset
-from skin_lesion.data.datasets.registry import FORMATS
+from skin_lesion.data.dataset import PATIENT_COLUMNS, Dataset, Provenance
+from skin_lesion.data.datasets.registry import FORMATS, provenance_for
 from skin_lesion.data.files import list_some
 from skin_lesion.data.metadata import UNKNOWN, clean_category, parse_age
 from skin_lesion.errors import ConfigError, DatasetError
@@ -35,6 +37,9 @@ log = logging.getLogger(__name__)
 REPORT_FILE = "report.md"
 SPLIT_ORDER = ("train", "val", "test")
 LAYOUT_NAMES = {"kaggle": "Kaggle", "class_folders": "class-folder"}
+#: How a diagnosis was confirmed (the table's ``dx_type``), in words; other codes are shown as they are.
+CONFIRMATIONS = {"histo": "histopathology", "follow_up": "follow-up", "consensus": "expert consensus",
+                 "confocal": "confocal microscopy", "no_biopsy": "no biopsy", "": "not recorded"}
 #: Figure file -> title; the title is also the figure's alt text in the report.
 FIGURES = {
     "class_counts.png": "Images and lesions per diagnosis",
@@ -162,6 +167,20 @@ def split_table(split: pd.DataFrame, space: LabelSpace) -> pd.DataFrame:
     return pd.concat([rows, pd.DataFrame([lesion_row])], ignore_index=True)
 
 
+def confirmation_table(table: pd.DataFrame, space: LabelSpace) -> pd.DataFrame:
+    """Per diagnosis (and all), its images and the share of them confirmed each way: a label
+    from follow-up or consensus is less certain than one from histopathology. A way no image
+    of a diagnosis was confirmed is 0 %, not an empty cell."""
+    ways = [code for code in CONFIRMATIONS if code in set(table["dx_type"])]
+    ways += sorted(set(table["dx_type"]) - set(ways))
+    counts = pd.crosstab(table["dx"], table["dx_type"]).reindex(index=space.codes, columns=ways, fill_value=0)
+    counts.loc["all"] = counts.sum()
+    images = counts.sum(axis=1)
+    shares = 100 * counts.div(images.replace(0, np.nan), axis=0)
+    shares.columns = [f"{CONFIRMATIONS.get(code, code)} (%)" for code in ways]
+    return shares.assign(images=images)[["images", *shares.columns]].rename_axis("dx").reset_index()
+
+
 def summarise(table: pd.DataFrame, space: LabelSpace, split: pd.DataFrame | None = None) -> dict[str, pd.DataFrame]:
     """Every table of the report, one row or column per diagnosis of ``space``; patient tables
     only for the columns the data has."""
@@ -169,6 +188,8 @@ def summarise(table: pd.DataFrame, space: LabelSpace, split: pd.DataFrame | None
     available = available_columns(table)
     summary = {"diagnoses": diagnosis_table(table, space),
                "images_per_lesion": images_per_lesion_table(table)}
+    if table["dx_type"].ne("").any():
+        summary["confirmation"] = confirmation_table(table, space)
     if "age" in available:
         summary["age"] = age_table(patients, space)
     for column in ("sex", "localization"):
@@ -196,9 +217,10 @@ def with_counts(codes, counts: pd.Series, separator: str = " ") -> list[str]:
 
 
 def share_label(count: int, share: float) -> str:
-    """A heatmap cell: blank for none, "<1%" rather than a "0%" that hides a few images."""
+    """A heatmap cell: "0%" for none (a blank cell reads as missing data), "<1%" rather than
+    a "0%" that hides a few images."""
     if count == 0:
-        return ""
+        return "0%"
     return "<1%" if share < 0.005 else f"{share:.0%}"
 
 
@@ -417,13 +439,26 @@ def layout_title(layout: str) -> str:
     return LAYOUT_NAMES.get(layout) or (FORMATS[layout].title if layout in FORMATS else layout)
 
 
+def data_record(dataset: Dataset) -> Provenance:
+    """What the data is: as its reader recorded it, else as its label space names it."""
+    return dataset.provenance or provenance_for(dataset.label_space)
+
+
 def grouping_sentence(dataset: Dataset) -> str:
     """What the split keeps together, and why."""
+    name = data_record(dataset).name
     if dataset.group_by == "patient_id":
-        return (f"{dataset.label_space.name} identifies patients: all images of one patient are the unit "
-                "the split keeps together.")
-    return (f"{dataset.label_space.name} identifies lesions, not patients: one patient may have several "
-            "lesions, so lesions are the unit the split keeps together.")
+        return f"{name} identifies patients: all images of one patient are the unit the split keeps together."
+    return (f"{name} identifies lesions, not patients: one patient may have several lesions, so lesions are "
+            "the unit the split keeps together.")
+
+
+def data_paragraph(dataset: Dataset, split_source: str | None) -> str:
+    """Where the data lies, what it is and its licence; synthetic data says so first, in bold."""
+    record = data_record(dataset)
+    where = (f"Data: `{dataset.source_dir}` ({layout_title(dataset.layout)} layout): {record.name}, from "
+             f"{record.source}; licence {record.licence}." + (f" Split: {split_source}." if split_source else ""))
+    return f"**{record.caveat()}**\n\n{where}" if record.synthetic else where
 
 
 def summary_paragraph(table: pd.DataFrame, summary: dict[str, pd.DataFrame], dataset: Dataset) -> str:
@@ -431,19 +466,35 @@ def summary_paragraph(table: pd.DataFrame, summary: dict[str, pd.DataFrame], dat
     rows = summary["diagnoses"].set_index("dx")
     images = rows.loc[rows.index != "all", "images"]
     images = images[images > 0]
-    common, rare = images.idxmax(), images.idxmin()
     sentences = [
         f"The data holds **{len(table):,} images of {table['lesion_id'].nunique():,} lesions** in "
         f"{len(images)} diagnoses.",
         grouping_sentence(dataset),
         *(["The class-folder layout has no lesion ids, so each image counts as its own lesion."]
           if dataset.layout == "class_folders" else []),
-        f"The classes are imbalanced: **{common}** has {images[common]:,} images, "
-        f"**{images[common] / images[rare]:.1f} times** as many as the rarest, **{rare}** "
-        f"({images[rare]:,}).",
+        balance_sentence(images),
         missing_metadata(table, summary),
     ]
     return " ".join(sentences)
+
+
+def balance_sentence(images: pd.Series) -> str:
+    """How much the most common diagnosis outnumbers the rarest; "balanced" within 10 %."""
+    common, rare = images.idxmax(), images.idxmin()
+    ratio = images[common] / images[rare]
+    if ratio < 1.1:
+        return f"The classes are balanced: {images[rare]:,} to {images[common]:,} images each."
+    return (f"The classes are imbalanced: **{common}** has {images[common]:,} images, "
+            f"**{ratio:.1f} times** as many as the rarest, **{rare}** ({images[rare]:,}).")
+
+
+def confirmation_section(summary: dict[str, pd.DataFrame]) -> list[str]:
+    """The confirmation table, or that the data does not say (ISIC 2019, class folders)."""
+    if "confirmation" not in summary:
+        return ["Not available: the data does not say how its diagnoses were confirmed (no `dx_type`)."]
+    return ["Share of each diagnosis's images by how the diagnosis was confirmed (the data's `dx_type`). "
+            "Histopathology is the reference standard; labels from follow-up or expert consensus are "
+            "less certain.", "", frame_table(summary["confirmation"])]
 
 
 def age_section(summary: dict[str, pd.DataFrame], layout: str) -> list[str]:
@@ -476,12 +527,12 @@ def report_text(table: pd.DataFrame, summary: dict[str, pd.DataFrame], dataset: 
     per_lesion = table.groupby("lesion_id").size()
     layout = dataset.layout
     sections = [
-        f"# {dataset.label_space.name} data exploration", "",
-        f"Data: `{dataset.source_dir}` ({layout_title(layout)} layout)."
-        + (f" Split: {split_source}." if split_source else ""), "",
+        f"# {data_record(dataset).name} data exploration", "",
+        data_paragraph(dataset, split_source), "",
         summary_paragraph(table, summary, dataset), "",
         "## Diagnoses", "", "Malignant diagnoses are those the binary task counts as malignant.", "",
         frame_table(summary["diagnoses"]), "", figure_link("class_counts.png"), "",
+        "## How the diagnoses were confirmed", "", *confirmation_section(summary), "",
         "## Images per lesion", "",
         f"Images per lesion: mean {per_lesion.mean():.2f}, median {per_lesion.median():.0f}, "
         f"max {per_lesion.max()}.", "",
@@ -509,6 +560,8 @@ def write_report(dataset: Dataset, out_dir: Path, split: pd.DataFrame | None = N
         raise ConfigError(f"--out-dir {out_dir} is a file; pass a folder for the report.")
     report = out_dir / REPORT_FILE
     refuse_overwrite(report, force, "Report", "--out-dir DIR")
+    log.info("%d images of %d lesions in %s", len(dataset.table), dataset.table["lesion_id"].nunique(),
+             dataset.source_dir)
     if split is None and dataset.table["split"].ne("").any():
         split, split_source = dataset.table, "the layout's split folders"
     log.info("Reading the sizes of %d images", len(dataset.table))

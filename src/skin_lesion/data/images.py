@@ -22,11 +22,12 @@ DECODER_VERSION = "1"
 DCT_SCALES = (1, 2, 4, 8)
 
 
-def decode_and_resize(contents: tf.Tensor, size: tuple[int, int]) -> tf.Tensor:
-    """Encoded image bytes to a ``size`` (height, width) uint8 RGB image."""
+def decode_with_size(contents: tf.Tensor, size: tuple[int, int]) -> tuple[tf.Tensor, tf.Tensor]:
+    """Encoded image bytes to a ``size`` (height, width) uint8 RGB image, and the file's own
+    (height, width) (read from a JPEG's header, so the DCT-scaled decode keeps its speed)."""
     height, width = size
 
-    def decode_jpeg() -> tf.Tensor:
+    def decode_jpeg() -> tuple[tf.Tensor, tf.Tensor]:
         shape = tf.io.extract_jpeg_shape(contents)
         scale_index = tf.add_n([
             tf.cast(tf.logical_and(shape[0] >= height * scale, shape[1] >= width * scale), tf.int32)
@@ -37,14 +38,20 @@ def decode_and_resize(contents: tf.Tensor, size: tuple[int, int]) -> tf.Tensor:
                                                    dct_method="INTEGER_ACCURATE"))
             for scale in DCT_SCALES
         ]
-        return tf.switch_case(scale_index, branches)
+        return tf.switch_case(scale_index, branches), shape[:2]
 
-    def decode_other() -> tf.Tensor:
-        return tf.io.decode_image(contents, channels=3, expand_animations=False)
+    def decode_other() -> tuple[tf.Tensor, tf.Tensor]:
+        image = tf.io.decode_image(contents, channels=3, expand_animations=False)
+        return image, tf.shape(image)[:2]
 
-    image = tf.cond(tf.io.is_jpeg(contents), decode_jpeg, decode_other)
+    image, original_size = tf.cond(tf.io.is_jpeg(contents), decode_jpeg, decode_other)
     image = tf.image.resize(image, size, method="area")
-    return tf.cast(tf.round(tf.clip_by_value(image, 0.0, 255.0)), tf.uint8)
+    return tf.cast(tf.round(tf.clip_by_value(image, 0.0, 255.0)), tf.uint8), original_size
+
+
+def decode_and_resize(contents: tf.Tensor, size: tuple[int, int]) -> tf.Tensor:
+    """Encoded image bytes to a ``size`` (height, width) uint8 RGB image."""
+    return decode_with_size(contents, size)[0]
 
 
 def read_and_decode(path: tf.Tensor, size: tuple[int, int]) -> tf.Tensor:
@@ -57,11 +64,14 @@ PLAIN_REASONS = (("No such file", "file not found"), ("not found", "file not fou
                  ("JPEG", "damaged or truncated JPEG"))
 
 
-def decoding_error(path: str, size: tuple[int, int]) -> str:
-    """Why ``path`` cannot be decoded (empty string if it can), in one line: plain words, then
-    the decoder's own message in parentheses."""
+def decoding_error(path: str, size: tuple[int, int], contents: bytes | None = None) -> str:
+    """Why ``path`` (or its ``contents``, when already in memory) cannot be decoded (empty
+    string if it can), in one line: plain words, then the decoder's own message in parentheses."""
     try:
-        read_and_decode(tf.constant(path), size)
+        if contents is None:
+            read_and_decode(tf.constant(path), size)
+        else:
+            decode_and_resize(tf.constant(contents), size)
     except tf.errors.OpError as error:
         message = re.sub(r"\{\{function_node [^}]*\}\}|\[Op:.*$", "", error.message, flags=re.S).strip()
         plain = next((reason for pattern, reason in PLAIN_REASONS if pattern in message), "cannot be decoded")
@@ -70,21 +80,25 @@ def decoding_error(path: str, size: tuple[int, int]) -> str:
 
 
 def decode_files(
-    paths: Sequence[str], size: tuple[int, int], batch_size: int = 64
-) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Yield ``(indices, images)`` batches for the decodable files among ``paths``, in order.
+    paths: Sequence[str], size: tuple[int, int], batch_size: int = 64,
+    contents: Sequence[bytes] | None = None, original_sizes: bool = False,
+) -> Iterator[tuple[np.ndarray, ...]]:
+    """Yield ``(indices, images)`` batches for the decodable files among ``paths``, in order,
+    with ``original_sizes`` also each file's own (height, width): ``(indices, images, sizes)``.
 
     Files run through a parallel ``tf.data`` map; the ones that fail are skipped there and show
     up as indices missing from the output, which callers explain with :func:`decoding_error`.
-    Only one batch is in memory at a time.
+    Only one batch is in memory at a time. ``contents``, the files' bytes already in memory
+    (the web app's uploads), are decoded as they are, so nothing is written to disk to be read.
     """
     if not len(paths):
         return
     dataset = tf.data.Dataset.from_tensor_slices(
-        (tf.range(len(paths), dtype=tf.int64), tf.constant(list(paths)))
+        (tf.range(len(paths), dtype=tf.int64), tf.constant(list(paths if contents is None else contents)))
     )
-    dataset = dataset.map(lambda index, path: (index, read_and_decode(path, size)),
+    read = tf.io.read_file if contents is None else tf.identity
+    dataset = dataset.map(lambda index, source: (index, *decode_with_size(read(source), size)),
                           num_parallel_calls=tf.data.AUTOTUNE)
     dataset = dataset.ignore_errors().batch(batch_size).prefetch(2)
-    for indices, images in dataset.as_numpy_iterator():
-        yield indices, images
+    for indices, images, sizes in dataset.as_numpy_iterator():
+        yield (indices, images, sizes) if original_sizes else (indices, images)

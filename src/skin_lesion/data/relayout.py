@@ -4,9 +4,10 @@ to see what each layout looks like (``00_make_sample_data.py --layout``).
 The same drawn images under each dataset's file names and label files, with its quirks: ISIC
 2019's ``_downsampled`` names, rows without a lesion id and no SCC or UNK image; ISIC 2020's
 patients (two lesions each), benign/malignant target and a duplicates list; PAD-UFES-20's PNG
-files and patients, without the diagnoses it lacks (df, vasc); an image list with its
+files, patients and biopsy flag (where HAM10000 says histopathology), without the diagnoses it
+lacks (df, vasc); an image list with its
 ``labels.json``. JPEGs are copied byte for byte, so a model scores them exactly as in HAM10000's
-layout.
+layout. What the data is goes along (``provenance.json``): the re-laid sample stays synthetic.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from typing import Callable
 import cv2
 import pandas as pd
 
-from skin_lesion.data.dataset import Dataset
+from skin_lesion.data.dataset import Dataset, write_provenance_file
 from skin_lesion.data.datasets import isic2019, isic2020, pad_ufes20
 from skin_lesion.data.datasets.ham10000 import HAM10000
 from skin_lesion.errors import OverwriteError
@@ -32,7 +33,7 @@ PAD_CODES = {"akiec": "ACK", "bcc": "BCC", "bkl": "SEK", "mel": "MEL", "nv": "NE
 def patients(table: pd.DataFrame) -> pd.Series:
     """A made-up patient per two lesions, for the layouts that name patients."""
     number = {lesion: index // 2 for index, lesion in enumerate(sorted(table["lesion_id"].unique()))}
-    return table["lesion_id"].map(lambda lesion: f"IP_{number[lesion]:07d}")
+    return table["lesion_id"].map(lambda lesion: f"SYN_P_{number[lesion]:07d}")
 
 
 def copy_images(table: pd.DataFrame, folder: Path, names: list[str] | None = None) -> None:
@@ -76,9 +77,10 @@ def write_pad_ufes20(table: pd.DataFrame, folder: Path) -> None:
     images.mkdir()
     for image_id, path in zip(table["image_id"], table["image_path"]):
         cv2.imwrite(str(images / f"{image_id}.png"), cv2.imread(path))
-    pd.DataFrame({"patient_id": patients(table), "lesion_id": table["lesion_id"].str.replace("HAM_", ""),
+    pd.DataFrame({"patient_id": patients(table), "lesion_id": table["lesion_id"].str.replace(r"\D", "", regex=True),
                   "age": table["age"].str.replace(".0", "", regex=False), "gender": table["sex"].str.upper(),
                   "region": table["localization"].str.upper(), "fitspatrick": "2",
+                  "biopsed": table["dx_type"].eq("histo").map({True: "True", False: "False"}),
                   "diagnostic": table["dx"].map(PAD_CODES), "img_id": table["image_id"] + ".png"}).to_csv(
         folder / pad_ufes20.METADATA_FILE, index=False, lineterminator="\n")
 
@@ -88,7 +90,7 @@ def write_image_list(table: pd.DataFrame, folder: Path) -> None:
     pd.DataFrame({"path": "images/" + table["image_id"] + ".jpg", "label": table["dx"], "group": table["lesion_id"],
                   "age": table["age"], "sex": table["sex"], "site": table["localization"]}).to_csv(
         folder / "images.csv", index=False, lineterminator="\n")
-    (folder / "labels.json").write_text(json.dumps({"name": "HAM10000 sample as an image list",
+    (folder / "labels.json").write_text(json.dumps({"name": "synthetic sample as an image list",
                                                      "malignant": list(HAM10000.malignant_codes)}, indent=2) + "\n")
 
 
@@ -98,12 +100,14 @@ WRITERS: dict[str, Callable[[pd.DataFrame, Path], None]] = {
 
 
 def relay(dataset: Dataset, out_dir: Path, layout: str, force: bool = False) -> Path:
-    """Write ``dataset`` (HAM10000's layout) in another ``layout`` into ``out_dir``; returns
-    what to pass as ``--data-dir`` (the folder, or an image list's CSV)."""
+    """Write ``dataset`` (HAM10000's layout) in another ``layout`` into ``out_dir``, with its
+    provenance; returns what to pass as ``--data-dir`` (the folder, or an image list's CSV)."""
     out_dir = Path(out_dir)
     if out_dir.exists() and not force:
         raise OverwriteError(f"{out_dir} already exists; pass --force to rebuild it or choose another folder.")
     table = dataset.table.sort_values("image_id").reset_index(drop=True)
     with staging_dir(out_dir, replace=force) as build_dir:
         WRITERS[layout](table, build_dir)
+        if dataset.provenance:
+            write_provenance_file(build_dir, dataset.provenance)
     return out_dir / "images.csv" if layout == "image-list" else out_dir

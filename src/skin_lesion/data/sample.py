@@ -4,6 +4,10 @@ It lets every script run before anyone downloads HAM10000: 600x450 JPEGs, all se
 columns, several images for some lesions, a HAM10000-like class imbalance, and a drawn
 dermoscopic pattern that differs by diagnosis so that a model can really learn it (malignant
 classes are dark and irregular, pink with branching vessels, or red and scaly).
+
+Only the layout is HAM10000's: the ids (``SYN_0000001``, lesions ``SYN_L_0000001``) cannot be
+taken for real ones, and ``provenance.json`` marks the data synthetic, which every step that
+speaks about the data repeats (model card, data report, app, console).
 """
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from skin_lesion.data.dataset import Provenance, write_provenance_file
 from skin_lesion.data.datasets.ham10000 import IMAGE_FOLDERS, METADATA_COLUMNS, METADATA_FILE
 from skin_lesion.errors import OverwriteError
 from skin_lesion.io_utils import staging_dir
@@ -23,6 +28,9 @@ WIDTH, HEIGHT = 600, 450
 IMAGES_PER_CLASS = {"nv": 300, "mel": 60, "bkl": 60, "bcc": 36, "akiec": 28, "vasc": 20, "df": 20}
 LOCALIZATIONS = ("back", "lower extremity", "trunk", "upper extremity", "abdomen", "face", "chest")
 DX_TYPES = {"nv": "follow_up", "df": "consensus", "vasc": "consensus"}
+PROVENANCE = Provenance(name="Synthetic sample (generated drawings)",
+                        source="scripts/00_make_sample_data.py",
+                        licence="MIT, as this project's code that draws it", synthetic=True)
 
 
 def radial_field() -> tuple[np.ndarray, np.ndarray]:
@@ -123,20 +131,19 @@ def draw_lesion(dx: str, lesion: dict, view: np.random.Generator) -> np.ndarray:
 def sample_metadata(rng: np.random.Generator) -> tuple[pd.DataFrame, dict[str, dict]]:
     """Metadata rows and per-lesion drawing parameters; ~30 % of lesions get 2-3 images."""
     rows, lesions = [], {}
-    image_number = 24306  # the first ISIC id of HAM10000
-    lesion_number = 0
+    image_number = lesion_number = 1
     for dx, count in IMAGES_PER_CLASS.items():
         made = 0
         while made < count:
             images = min(count - made, int(rng.choice([1, 1, 1, 1, 1, 1, 1, 2, 2, 3])))
-            lesion_id = f"HAM_{lesion_number:07d}"
+            lesion_id = f"SYN_L_{lesion_number:07d}"
             lesion_number += 1
             lesions[lesion_id] = {"seed": int(rng.integers(2**31)), "radius": rng.uniform(70, 150)}
             age = float(5 * rng.integers(4, 18))
             sex = str(rng.choice(["male", "female"]))
             site = str(rng.choice(LOCALIZATIONS))
             for _ in range(images):
-                rows.append((lesion_id, f"ISIC_{image_number:07d}", dx,
+                rows.append((lesion_id, f"SYN_{image_number:07d}", dx,
                              DX_TYPES.get(dx, "histo"), age, sex, site))
                 image_number += 1
             made += images
@@ -147,7 +154,8 @@ def sample_metadata(rng: np.random.Generator) -> tuple[pd.DataFrame, dict[str, d
 
 
 def make_sample_dataset(out_dir: Path, seed: int = 0, force: bool = False) -> Path:
-    """Write the sample dataset to ``out_dir`` (built in a staging folder, then renamed)."""
+    """Write the sample dataset, marked synthetic, to ``out_dir`` (built in a staging folder,
+    then renamed)."""
     out_dir = Path(out_dir)
     if out_dir.exists() and not force:
         raise OverwriteError(
@@ -165,4 +173,5 @@ def make_sample_dataset(out_dir: Path, seed: int = 0, force: bool = False) -> Pa
             cv2.imwrite(str(build_dir / folder / f"{row.image_id}.jpg"),
                         cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
         metadata.to_csv(build_dir / METADATA_FILE, index=False, lineterminator="\n")
+        write_provenance_file(build_dir, PROVENANCE)
     return out_dir

@@ -23,9 +23,9 @@ from sklearn.model_selection import train_test_split
 from sklearn.utils.class_weight import compute_class_weight
 
 from skin_lesion import layout
-from skin_lesion.data.dataset import PATIENT_COLUMNS, Dataset, lesions_with_several
+from skin_lesion.data.dataset import PATIENT_COLUMNS, Dataset, Provenance, lesions_with_several
 from skin_lesion.data.files import list_some
-from skin_lesion.data.records import label_space_of
+from skin_lesion.data.records import dataset_of, label_space_of
 from skin_lesion.defaults import SPLIT_RATIOS, SPLIT_SEED
 from skin_lesion.errors import ConfigError, DatasetError, MissingFileError, OverwriteError
 from skin_lesion.io_utils import refuse_overwrite, write_json_atomic, write_text_atomic
@@ -252,6 +252,12 @@ def split_label_space(split_file: Path) -> LabelSpace:
     return label_space_of(*layout.split_record(split_file))
 
 
+def split_dataset_record(split_file: Path) -> Provenance:
+    """What the split's data is, from the summary beside it (for splits written before summaries
+    said so, the dataset their label space names)."""
+    return dataset_of(*layout.split_record(split_file))
+
+
 def split_grouping(split_file: Path) -> str:
     """What the split kept together, ``lesion_id`` or ``patient_id``: the unit that bootstrap
     intervals resample (lesions for splits written before it was recorded)."""
@@ -260,11 +266,13 @@ def split_grouping(split_file: Path) -> str:
 
 def split_summary(split: Split, dataset: Dataset, task: Task, ratios, seed: int) -> dict:
     """Counts per split and class, positive ratio, training class weights and provenance; the
-    task with its label space, which training reads from here (:func:`split_label_space`)."""
+    task with its label space and what the data is, which training reads from here
+    (:func:`split_label_space`, :func:`split_dataset_record`)."""
     table = split.table
     names = task.classes
     summary: dict = {
         **task.as_record(),
+        **({"dataset": dataset.provenance.as_dict()} if dataset.provenance else {}),
         "seed": seed,
         "ratios": check_ratios(ratios),
         "source_dir": str(dataset.source_dir),

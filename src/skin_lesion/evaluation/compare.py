@@ -20,7 +20,7 @@ from typing import Any, Callable
 import pandas as pd
 
 from skin_lesion import layout
-from skin_lesion.data.records import label_space_of
+from skin_lesion.data.records import dataset_of
 from skin_lesion.errors import ConfigError, MissingFileError, UserError
 from skin_lesion.io_utils import JSONReadError, read_json, write_text_atomic
 from skin_lesion.markdown import markdown_table
@@ -173,12 +173,12 @@ def config_columns(config: dict) -> tuple[dict, list[str]]:
 
 
 def data_columns(config: dict, path: Path) -> dict:
-    """Which dataset (its label space's name) and which folder of it the run learnt from, so a
+    """Which dataset (its recorded name) and which folder of it the run learnt from, so a
     demo run on the sample is never mistaken for one on the real data."""
     columns: dict = {"dataset": None, "data_dir": None}
     split_file = string(config.get("split_file"))
     try:
-        columns["dataset"] = label_space_of(config, str(path / layout.CONFIG_FILE)).name
+        columns["dataset"] = dataset_of(config, str(path / layout.CONFIG_FILE)).name
         summary = layout.split_record(Path(split_file))[0] if split_file else {}
         columns["data_dir"] = string(summary.get("source_dir")) if isinstance(summary, dict) else None
     except UserError:  # a damaged record: the row's other columns say what they can

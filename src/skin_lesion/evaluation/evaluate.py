@@ -12,19 +12,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from sklearn import metrics
-from sklearn.calibration import calibration_curve
 
 from skin_lesion.data.split import split_grouping
 from skin_lesion.defaults import BOOTSTRAP_SAMPLES, PREDICTION_BATCH, UNTUNED_THRESHOLD
 from skin_lesion.evaluation.model_card import write_model_card
 from skin_lesion.io_utils import read_json, refuse_overwrite, write_json_atomic, write_text_atomic
 from skin_lesion.layout import RunLayout
-from skin_lesion.metrics import (cluster_bootstrap, expected_calibration_error, rates_at, ranking_metrics,
-                                 score_calibration, with_intervals)
+from skin_lesion.metrics import (calibration_bins, cluster_bootstrap, expected_calibration_error, rates_at,
+                                 ranking_metrics, score_calibration, with_intervals)
 from skin_lesion.plots import (confusion_matrix_figure, per_class_roc_figure, precision_recall_figure,
                                reliability_figure, roc_figure, save_figure, score_histogram_figure)
+from skin_lesion.models.ood import OOD_COLUMNS
 from skin_lesion.serving.predictor import Predictor, load_predictor
-from skin_lesion.serving.splits import predict_split, run_split_images
+from skin_lesion.serving.splits import assess_split, predict_split, run_split_images
 from skin_lesion.tasks import BENIGN_MALIGNANT, CLASS_METRICS, SCREENING_METRICS, Task
 
 log = logging.getLogger(__name__)
@@ -48,9 +48,9 @@ def prediction_table(cases: pd.DataFrame, probabilities: np.ndarray, predictor: 
                      thresholds: dict[str, float], top_classes: np.ndarray | None) -> pd.DataFrame:
     """One row per scored image (or lesion): its identity, truth, calibrated scores, the
     multi-class top class and the label at each threshold."""
-    identity = ["image_id", "lesion_id", "dx", "label", "image_path"] if "image_id" in cases else \
+    identity = ["image_id", "lesion_id", "dx", "label", "image_path", *OOD_COLUMNS] if "image_id" in cases else \
         ["lesion_id", "dx", "label", "images", "image_ids"]
-    predictions = cases[identity].copy()
+    predictions = cases[[column for column in identity if column in cases]].copy()
     predictions["malignant_score"] = predictor.scores(probabilities)
     if not predictor.task.is_binary:
         for index, name in enumerate(predictor.class_names):
@@ -59,6 +59,15 @@ def prediction_table(cases: pd.DataFrame, probabilities: np.ndarray, predictor: 
     for name, threshold in thresholds.items():
         predictions[f"malignant@{name}"] = (predictions["malignant_score"] >= threshold).astype(int)
     return predictions
+
+
+def ood_summary(predictor: Predictor, table: pd.DataFrame) -> dict | None:
+    """How many test images the out-of-distribution flag raised (None for models without it)."""
+    if predictor.ood is None:
+        return None
+    return {"flagged": int(table["out_of_distribution"].sum()), "images": int(len(table)),
+            "share": float(table["out_of_distribution"].mean()), "threshold": predictor.ood.threshold,
+            "method": predictor.ood.record.get("method", "")}
 
 
 def calibration_quality(truth: np.ndarray, probabilities: np.ndarray, labels: np.ndarray,
@@ -191,8 +200,7 @@ def plot_test_results(run: RunLayout, tag: str, result: dict, labels: np.ndarray
     curves = {}
     for name, values in (("uncalibrated", raw), ("calibrated", probabilities)):
         clipped = np.clip(task.malignant_score(values), 0, 1)
-        fraction, mean_predicted = calibration_curve(truth, clipped, n_bins=10)
-        curves[name] = (mean_predicted, fraction, result["calibration"][name]["malignant_score_ece"])
+        curves[name] = (calibration_bins(truth, clipped), result["calibration"][name]["malignant_score_ece"])
     save_figure(reliability_figure(curves, f"Reliability of the malignant score ({level})"),
                 run.test_plot("reliability", tag))
 
@@ -219,6 +227,10 @@ def evaluate_run(run: RunLayout, tta: bool = False, lesion_level: bool = False,
              predictor.img_size, predictor.img_size, ", averaged over 4 flips" if tta else "")
     raw, probabilities = predict_split(predictor, images, batch_size, tta)
     table = images.table.assign(label=task.labels(images.table["dx"]))
+    if predictor.ood:
+        distances, reasons = assess_split(predictor, images, batch_size)
+        table = table.assign(out_of_distribution=[bool(r) for r in reasons], ood_distance=distances,
+                             ood_reason=reasons)
 
     cases, case_probabilities, case_raw = table, probabilities, raw
     if lesion_level:
@@ -235,8 +247,13 @@ def evaluate_run(run: RunLayout, tta: bool = False, lesion_level: bool = False,
                    "img_size": predictor.img_size, "calibration_method": predictor.calibration.method,
                    "threshold_source": str(run.threshold) if predictor.threshold_record else None,
                    "excluded_images": images.unusable, "bootstrap_samples": bootstrap,
-                   "images": int(len(table)), "lesions": int(table["lesion_id"].nunique())})
+                   "images": int(len(table)), "lesions": int(table["lesion_id"].nunique()),
+                   "out_of_distribution": ood_summary(predictor, table)})
 
+    if result["out_of_distribution"]:
+        log.info("Out of distribution: %d of %d test images flagged (%.1f %%; the threshold flags "
+                 "%.1f %% of validation images)", result["out_of_distribution"]["flagged"], len(table),
+                 100 * result["out_of_distribution"]["share"], 100 * predictor.ood.record["flagged"]["val"])
     plot_test_results(run, tag, result, cases["label"].to_numpy(), case_probabilities, case_raw, task)
     result["metrics_file"] = str(run.test_metrics(tag))
     write_text_atomic(run.test_predictions(tag), predictions.to_csv(index=False))

@@ -42,6 +42,13 @@ def dataset_slug(dataset: Dataset) -> str:
     return re.sub(r"[^a-z0-9]+", "-", dataset.label_space.name.lower()).strip("-")
 
 
+def dataset_title(dataset: Dataset) -> str:
+    """What the data is, and its layout's label space where that is another name (the synthetic
+    sample re-laid as ISIC 2019)."""
+    name, space = dataset.provenance.name, dataset.label_space.name
+    return name if name == space else f"{name}, as {space}"
+
+
 def label_mapping(dataset: Dataset, predictor: Predictor) -> dict[str, str | None]:
     """Each of the dataset's diagnoses as the model's code, or None for one it does not know."""
     return {code: counterpart(code, predictor.task.label_space) for code in dataset.label_space.codes}
@@ -102,7 +109,7 @@ def validate_externally(run: RunLayout, dataset: Dataset, bootstrap: int = BOOTS
         log.warning("The model does not know %s of %s; they count by %s's own rule (malignant: %s).",
                     ", ".join(f"{code} ({count} images)" for code, count in unknown.items()), name, name,
                     ", ".join(dataset.label_space.malignant_codes) or "none")
-    log.info("Scoring all %d images of %s at %dx%d", len(dataset.table), dataset.label_space.name,
+    log.info("Scoring all %d images of %s at %dx%d", len(dataset.table), dataset_title(dataset),
              predictor.img_size, predictor.img_size)
     scored = scored_rows(predictor, dataset.table, batch_size)
     failed = scored["error"] != ""
@@ -116,7 +123,9 @@ def validate_externally(run: RunLayout, dataset: Dataset, bootstrap: int = BOOTS
     groups = usable[dataset.group_by].to_numpy(str)
     thresholds = operating_points(predictor)
     result = {
-        "dataset": dataset.label_space.name, "source_dir": str(dataset.source_dir), "layout": dataset.layout,
+        "dataset": dataset_title(dataset), "provenance": dataset.provenance.as_dict(),
+        "source_dir": str(dataset.source_dir), "layout": dataset.layout,
+        "out_of_distribution": int(usable["out_of_distribution"].sum()) if predictor.ood else None,
         "model": str(run.best_model), "task": predictor.task.kind, "model_label_space": predictor.task.label_space.name,
         "images": int(len(usable)), "groups": int(len(set(groups))), "grouped_by": dataset.group_by,
         "malignant": int(truth.sum()), "not_scored": scored.loc[failed, "image_path"].tolist(),
@@ -125,7 +134,7 @@ def validate_externally(run: RunLayout, dataset: Dataset, bootstrap: int = BOOTS
         SCREENING_METRICS: screening_metrics(truth, score, thresholds, groups, bootstrap),
         **class_results(usable, mapping, predictor, groups, bootstrap)}
     write_text_atomic(out_dir / PREDICTIONS_FILE, usable.assign(malignant=truth).to_csv(index=False))
-    plot_external(out_dir, truth, score, result, f"external: {dataset.label_space.name}")
+    plot_external(out_dir, truth, score, result, f"external: {dataset_title(dataset)}")
     write_json_atomic(out_dir / METRICS_FILE, result)
     if run.test_metrics().is_file():  # the card is written from the test evaluation, with this beside it
         log.info("Model card: %s", write_model_card(run))

@@ -4,7 +4,9 @@ The sections follow Mitchell et al., "Model Cards for Model Reporting" (FAT* 201
 details, intended use, factors, metrics, evaluation and training data, quantitative analyses,
 ethical considerations and caveats. Every number comes from ``training_config.json``,
 ``threshold.json``, ``calibration.json``, ``test_metrics.json`` and ``test_predictions.csv``;
-the text about the data comes from its data sheet (``skin_lesion.data.datasets.data_sheet``).
+the text about the data comes from the run's record of what it learnt from (``dataset``: name,
+source, licence, whether synthetic) and that data's sheet (``skin_lesion.data.datasets.data_sheet``).
+A model of synthetic data says so at the top and beside its figures.
 """
 from __future__ import annotations
 
@@ -14,12 +16,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from skin_lesion.data.dataset import GROUP_NAMES
+from skin_lesion.data.dataset import GROUP_NAMES, Provenance
 from skin_lesion.data.datasets import data_sheet
 from skin_lesion.data.datasets.registry import DataSheet
-from skin_lesion.data.records import task_of_record
+from skin_lesion.data.records import dataset_of, task_of_record
 from skin_lesion.data.split import SPLITS, split_grouping
 from skin_lesion.defaults import UNTUNED_THRESHOLD
+from skin_lesion.evaluation.threshold import validation_rates
 from skin_lesion.io_utils import read_json, write_text_atomic
 from skin_lesion.layout import RunLayout, split_paths
 from skin_lesion.markdown import markdown_table
@@ -59,8 +62,12 @@ class RunRecords:
         return task_of_record(self.config, str(self.run.config))
 
     @property
+    def dataset(self) -> Provenance:
+        return dataset_of(self.config, str(self.run.config))
+
+    @property
     def sheet(self) -> DataSheet:
-        return data_sheet(self.task.label_space)
+        return data_sheet(self.dataset)
 
     @property
     def point(self) -> str:
@@ -115,7 +122,9 @@ def details(records: RunRecords) -> str:
                      f"{config.get('training_seconds', 0) / 60:.0f} min on {hardware}"],
         ["code", f"git commit `{git.get('commit', 'unknown')[:12]}`"
                  + (" (with uncommitted changes)" if git.get("uncommitted_changes") else "")],
-        ["licence", f"code MIT; {records.sheet.licence}"],
+        ["training data", f"{records.dataset.name}, from {records.dataset.source}"
+                          + ("; synthetic: generated images, not photographs" if records.dataset.synthetic else "")],
+        ["licence", f"code MIT; data {records.dataset.licence}"],
     ]
     return "## Model details\n\n" + markdown_table(["", ""], rows)
 
@@ -138,15 +147,26 @@ def metrics_section(records: RunRecords) -> str:
                         for name, key in (("before calibration", "uncalibrated"), ("after calibration", "calibrated"))]
     return "\n\n".join([
         "## Metrics",
+        *([f"**{records.dataset.caveat()}**"] if records.dataset.synthetic else []),
         f"On the held-out test split ({metrics['images']} images of {metrics['lesions']} lesions; "
         f"{metrics['cases']} {metrics['level']}s scored, {metrics['malignant']} malignant), at {where}. "
         f"Intervals resample {GROUP_NAMES[split_grouping(Path(metrics['split_file']))]}s "
         f"({metrics['bootstrap_samples']} bootstrap samples).",
         markdown_table(["metric", "test value"], rows),
+        *tuning_note(records),
         f"### Calibration\n\nMethod: {records.calibration.get('method', 'none')}, fitted on the validation "
         "split. The malignant score on the test split:",
         markdown_table(["", "expected calibration error", "Brier score"], calibration_rows),
     ])
+
+
+def tuning_note(records: RunRecords) -> list[str]:
+    """What the tuned threshold rests on, since a threshold chosen on few validation images can
+    reach its target there by luck; nothing for an untuned run."""
+    if records.point != "tuned":
+        return []
+    return [f"The threshold was chosen on the validation split, where it reached "
+            f"{validation_rates(records.threshold)} (Wilson score intervals)."]
 
 
 def data_sections(records: RunRecords) -> str:
@@ -184,14 +204,21 @@ def external_section(records: RunRecords) -> str:
              result["malignant"], value_with_interval(result[SCREENING_METRICS]["roc_auc"]),
              value_with_interval(result[SCREENING_METRICS].get(f"sensitivity@{point}")),
              value_with_interval(result[SCREENING_METRICS].get(f"specificity@{point}")),
-             ", ".join(result["unknown_to_model"]) or "—"] for result in results]
+             ood_share(result), ", ".join(result["unknown_to_model"]) or "—"] for result in results]
     return "\n\n".join([
         "## External validation",
         f"Every image of another dataset, none seen in training or tuning; diagnoses read in the model's "
         f"classes through the synonym table, unknown ones by their dataset's rule. Rates at the {point} "
         "threshold; intervals resample the dataset's lesions or patients.",
         markdown_table(["dataset", "scored", "malignant", "ROC-AUC", "sensitivity", "specificity",
-                        "labels the model has no class for (read by their own rule)"], rows)])
+                        "out of distribution", "labels the model has no class for (read by their own rule)"],
+                       rows)])
+
+
+def ood_share(result: dict) -> str:
+    """``12 (0.8 %)`` images flagged out of distribution; ``—`` for models without the flag."""
+    flagged = result.get("out_of_distribution")
+    return "—" if flagged is None else f"{flagged} ({100 * flagged / max(result['images'], 1):.1f} %)"
 
 
 def per_diagnosis_rates(records: RunRecords) -> list[list]:
@@ -248,6 +275,38 @@ def caveats(records: RunRecords) -> str:
     return "## Ethical considerations and caveats\n\n" + "\n".join(f"* {line}" for line in lines)
 
 
+def ood_section(records: RunRecords) -> str:
+    """How the model says an image is unlike its training data, and how often it does."""
+    record = records.config.get("out_of_distribution")
+    if not record:
+        return ("## Out-of-distribution flag\n\nNone: this model was trained before the flag existed, so "
+                "it scores any picture, a photograph of anything or a blank frame, as if it were a lesion.")
+    test = records.metrics.get("out_of_distribution") or {}
+    checks = record["pixel_checks"]
+    rows = [["training split (fitted on)", f"{100 * record['flagged']['train']:.1f} %"],
+            ["validation split (threshold chosen on)", f"{100 * record['flagged']['val']:.1f} %"],
+            *([["test split", f"{test['flagged']} of {test['images']} ({100 * test['share']:.1f} %)"]] if test else [])]
+    return "\n\n".join([
+        "## Out-of-distribution flag",
+        f"Method: {record['method']}. An image is flagged, and given no verdict, when its feature distance "
+        f"exceeds {record['threshold']:.2f} (chosen so that about {100 * record['target_validation_flagged']:.0f} % "
+        f"of validation images are flagged), or when it is under {checks['min_side']} pixels a side, nearly "
+        "uniform, badly exposed or nearly without colour. `scripts/06_infer.py`, `scripts/07_explain.py` and "
+        "the web app show the flag; `scripts/bench_ood.py` measures it on photographs and constructed "
+        "non-images. A flag says the image is unusual, not that it is not a lesion; its absence does not "
+        "make the score trustworthy for lesions unlike the training population.",
+        markdown_table(["images", "flagged"], rows)])
+
+
+def citation(dataset: Provenance) -> str:
+    """How to cite the data, or why there is nothing to cite."""
+    if dataset.citation:
+        return dataset.citation
+    if dataset.synthetic:
+        return f"Nothing to cite for the data: {dataset.name} is generated by {dataset.source}."
+    return f"Cite {dataset.name} as its authors ask."
+
+
 def model_card(run: RunLayout) -> str:
     """The Markdown model card of an evaluated run."""
     records = RunRecords.read(run)
@@ -256,6 +315,7 @@ def model_card(run: RunLayout) -> str:
         f"# Model card: {run.root.name}",
         f"Generated {date.today().isoformat()} by `scripts/05_evaluate.py` from the run's files; "
         "regenerate it rather than edit it.",
+        *([f"> **Synthetic data.** {records.dataset.caveat()}"] if records.dataset.synthetic else []),
         details(records),
         "## Intended use\n\n" + INTENDED_USE.format(diagnoses=trained_on(records.task)),
         "## Factors\n\n" + records.sheet.factors + " " + SHORTCUTS
@@ -263,9 +323,10 @@ def model_card(run: RunLayout) -> str:
         metrics_section(records),
         data_sections(records),
         external_section(records),
+        ood_section(records),
         analyses_section(records),
         caveats(records),
-        "## Citation\n\n" + records.sheet.citation,
+        "## Citation\n\n" + citation(records.dataset),
     ]) + "\n"
 
 

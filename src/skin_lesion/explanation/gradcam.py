@@ -26,6 +26,9 @@ from skin_lesion.model_io import BACKBONE, IMAGE_INPUT, METADATA_INPUT, OUTPUT_L
 from skin_lesion.models.saved import ModelFileError
 
 METHODS = ("gradcam", "saliency")
+#: Heat 0 ... 1 in 256 RGB colours (0-1), OpenCV's jet: what :func:`overlay` paints and the
+#: figures' colour bar shows, from one table so the two cannot disagree.
+HEAT_COLOURS = cv2.applyColorMap(np.arange(256, dtype=np.uint8)[:, None], cv2.COLORMAP_JET)[:, 0, ::-1] / 255
 
 
 @dataclass
@@ -110,7 +113,7 @@ def gradcam(model: keras.Model, images: np.ndarray, metadata: np.ndarray | None 
     """Grad-CAM heatmaps (n, height, width) in [0, 1] for uint8/float RGB ``images``.
 
     Each feature-map channel is weighted by the mean gradient of the class logit over the map;
-    the ReLU of the weighted sum is upsampled to the input size and scaled to a maximum of 1.
+    the ReLU of the weighted sum is upsampled (bicubic) to the input size and scaled to a maximum of 1.
     """
     gradients = gradient_model(model)
     inputs = model_inputs(model, images, metadata)
@@ -121,8 +124,15 @@ def gradcam(model: keras.Model, images: np.ndarray, metadata: np.ndarray | None 
     features = tf.cast(features, tf.float32)
     weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
     maps = tf.nn.relu(tf.reduce_sum(weights * features, axis=-1)).numpy()
-    size = np.asarray(images).shape[1:3]
-    return normalise(np.stack([cv2.resize(m, size[::-1], interpolation=cv2.INTER_LINEAR) for m in maps]))
+    return normalise(upsample(maps, np.asarray(images).shape[1:3]))
+
+
+def upsample(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Coarse maps (n, h, w) at ``size`` (height, width), smoothly: bilinear interpolation turns
+    a map cell into a diamond (its level lines are |x| + |y| = c), bicubic keeps them round. Its
+    overshoot below zero is clipped, as negative evidence is not shown."""
+    height, width = size
+    return np.clip(np.stack([cv2.resize(m, (width, height), interpolation=cv2.INTER_CUBIC) for m in maps]), 0, None)
 
 
 def saliency(model: keras.Model, images: np.ndarray, metadata: np.ndarray | None = None,
@@ -166,6 +176,6 @@ def overlay(image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.6) -> np.nd
     to the heat, so that where the model did not look the image shows as it is."""
     height, width = image.shape[:2]
     heat = cv2.resize(heatmap, (width, height), interpolation=cv2.INTER_LINEAR)
-    colours = cv2.applyColorMap(np.uint8(255 * heat), cv2.COLORMAP_JET)[..., ::-1]
+    colours = 255 * HEAT_COLOURS[np.uint8(255 * np.clip(heat, 0, 1))]
     weight = (alpha * heat)[..., None]
     return np.uint8(np.clip((1 - weight) * image + weight * colours, 0, 255))

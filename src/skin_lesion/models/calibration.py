@@ -57,6 +57,11 @@ class Calibration:
     biases: tuple[float, ...] = ()
     class_prior: tuple[float, ...] = ()
 
+    @property
+    def fitted(self) -> bool:
+        """Whether a map was fitted: only then may a score be called calibrated."""
+        return self.method != "none"
+
     def apply(self, probabilities: np.ndarray) -> np.ndarray:
         """Calibrated probabilities: shape (n,) for binary models, (n, classes) otherwise."""
         probabilities = np.asarray(probabilities, np.float64)

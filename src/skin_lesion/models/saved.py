@@ -2,10 +2,11 @@
 
 The model is saved with ``model.save`` (HDF5, standard layers only) and the facts needed to
 use it anywhere are added as one JSON attribute of the file: the task and class names, the
-input size, how the images were decoded and, for a model with a metadata input, the exact
-encoding of age, sex and site. ``keras.models.load_model`` ignores the attribute; the project's
-own steps read it, so a model copied to another machine still scores images and metadata the
-way it was trained to.
+input size, how the images were decoded, what data it learnt from (``dataset``: name, source,
+licence, whether synthetic) and, for a model with a metadata input, the exact encoding of age,
+sex and site. ``keras.models.load_model`` ignores the attribute; the project's own steps read
+it, so a model copied to another machine still scores images and metadata the way it was
+trained to, and still says what it learnt from.
 """
 from __future__ import annotations
 

@@ -11,10 +11,11 @@ encoding and a note in its row.
 from __future__ import annotations
 
 import csv
+import io
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, TextIO
 
 import pandas as pd
 from tqdm import tqdm
@@ -24,8 +25,10 @@ from skin_lesion.data.files import IMAGE_EXTENSIONS, scan_folder
 from skin_lesion.data.images import decode_files, decoding_error
 from skin_lesion.defaults import PREDICTION_BATCH
 from skin_lesion.errors import DatasetError, MissingFileError
+from skin_lesion.formatting import score_text
 from skin_lesion.io_utils import atomic_path
-from skin_lesion.serving.predictor import Predictor
+from skin_lesion.models.ood import OOD_COLUMNS
+from skin_lesion.serving.predictor import Assessment, Predictor
 from skin_lesion.tasks import BENIGN_MALIGNANT
 
 log = logging.getLogger(__name__)
@@ -94,8 +97,11 @@ def join_metadata(inputs: Inputs, metadata_file: Path) -> pd.DataFrame:
 
 
 def predict_paths(predictor: Predictor, paths: list[str], metadata: pd.DataFrame | None = None,
-                  batch_size: int = PREDICTION_BATCH, progress: bool = True) -> Iterator[dict]:
-    """One result row per path, in input order; undecodable files get an ``error`` row."""
+                  batch_size: int = PREDICTION_BATCH, progress: bool = True,
+                  contents: list[bytes] | None = None) -> Iterator[dict]:
+    """One result row per path, in input order; undecodable files get an ``error`` row.
+    ``contents``: the files' bytes, already in memory (the app's uploads, never written to
+    disk); ``paths`` then only name them."""
     size = (predictor.img_size, predictor.img_size)
     encoded, notes = predictor.encode_metadata(metadata if metadata is not None
                                                else pd.DataFrame(index=range(len(paths))))
@@ -106,15 +112,19 @@ def predict_paths(predictor: Predictor, paths: list[str], metadata: pd.DataFrame
     def error_rows(stop: int) -> Iterator[dict]:
         nonlocal next_index
         for index in range(next_index, stop):
-            yield {"path": paths[index], "error": decoding_error(paths[index], size) or "unreadable"}
+            error = decoding_error(paths[index], size, contents and contents[index])
+            yield {"path": paths[index], "error": error or "unreadable"}
             bar.update(1)
         next_index = max(next_index, stop)
 
-    for indices, images in decode_files(paths, size, batch_size):
-        probabilities = predictor.probabilities(images, None if encoded is None else encoded[indices])
-        for index, probability, score in zip(indices, probabilities, predictor.scores(probabilities)):
+    for indices, images, sizes in decode_files(paths, size, batch_size, contents, original_sizes=True):
+        assessment = predictor.assess(images, None if encoded is None else encoded[indices], [tuple(s) for s in sizes])
+        probabilities = assessment.probabilities
+        for position, (index, probability, score) in enumerate(zip(indices, probabilities,
+                                                                   predictor.scores(probabilities))):
             yield from error_rows(int(index))
-            yield result_row(predictor, paths[index], probability, float(score), notes[index])
+            yield {**result_row(predictor, paths[index], probability, float(score), notes[index]),
+                   **ood_columns(predictor, assessment, position)}
             next_index = int(index) + 1
             bar.update(1)
     yield from error_rows(len(paths))
@@ -134,14 +144,26 @@ def result_row(predictor: Predictor, path: str, probability, score: float, note:
     return row
 
 
+def ood_columns(predictor: Predictor, assessment: Assessment, position: int) -> dict:
+    """An image's out-of-distribution flag, feature distance and reason (none without the flag)."""
+    if predictor.ood is None:
+        return {}
+    reason = assessment.ood_reasons[position]
+    return {"out_of_distribution": bool(reason), "ood_distance": float(assessment.distances[position]),
+            "ood_reason": reason}
+
+
 def verdict(row: dict, predictor: Predictor) -> str:
     """One line for a scored row: ``lesion.jpg: malignant score 0.812 -> malignant (threshold
     0.724)``, with the top class of a multi-class model, or why the file could not be scored."""
     name = Path(row["path"]).name
     if row["error"]:
         return f"{name}: not scored: {row['error']}"
+    if row.get("out_of_distribution"):
+        return (f"{name}: out of distribution, no verdict: {row['ood_reason']} (its malignant score, "
+                f"{score_text(row['malignant_score'])}, says nothing about such an image)")
     top = "" if predictor.task.is_binary else f", top class {row['top_class']}"
-    return (f"{name}: malignant score {row['malignant_score']:.3f} -> {row['label']} "
+    return (f"{name}: malignant score {score_text(row['malignant_score'])} -> {row['label']} "
             f"(threshold {predictor.threshold:.4f}){top}")
 
 
@@ -158,31 +180,45 @@ def prediction_columns(predictor: Predictor) -> list[str]:
     if not predictor.task.is_binary:
         columns += [f"prob_{name}" for name in predictor.class_names] + ["top_class"]
     columns += ["malignant_score", "label"]
+    columns += list(OOD_COLUMNS) if predictor.ood else []
     return columns + (["metadata_note"] if predictor.uses_metadata else []) + ["error"]
 
 
 def tally(rows: Iterator[dict]) -> dict[str, int]:
-    """How many rows, how many errors, how many labelled malignant."""
-    counts = {"images": 0, "errors": 0, "malignant": 0}
+    """How many rows, errors, labelled malignant and out of distribution."""
+    counts = {"images": 0, "errors": 0, "malignant": 0, "out_of_distribution": 0}
     for row in rows:
         counts["images"] += 1
         counts["errors"] += bool(row["error"])
         counts["malignant"] += row.get("label") == "malignant"
+        counts["out_of_distribution"] += bool(row.get("out_of_distribution"))
     return counts
+
+
+def write_rows(rows: Iterator[dict], handle: TextIO, columns: list[str]) -> dict[str, int]:
+    """Stream rows as CSV into an open text ``handle``; returns their tally."""
+    writer = csv.DictWriter(handle, fieldnames=columns)
+    writer.writeheader()
+
+    def written() -> Iterator[dict]:
+        for row in rows:
+            writer.writerow(row)
+            yield row
+
+    return tally(written())
 
 
 def write_predictions(rows: Iterator[dict], path: Path, columns: list[str]) -> dict[str, int]:
     """Stream rows into a CSV (temporary name, renamed at the end); returns their tally."""
     with atomic_path(path) as partial, open(partial, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns)
-        writer.writeheader()
+        return write_rows(rows, handle, columns)
 
-        def written() -> Iterator[dict]:
-            for row in rows:
-                writer.writerow(row)
-                yield row
 
-        return tally(written())
+def predictions_csv(rows: list[dict], columns: list[str]) -> bytes:
+    """The bytes ``write_predictions`` would write, made in memory (the app's download)."""
+    handle = io.StringIO(newline="")
+    write_rows(rows, handle, columns)
+    return handle.getvalue().encode("utf-8")
 
 
 def infer(predictor: Predictor, source: Path, output: Path | None, batch_size: int = PREDICTION_BATCH,
@@ -199,13 +235,19 @@ def infer(predictor: Predictor, source: Path, output: Path | None, batch_size: i
              "DCT-scaled JPEG decode, area resize)", len(inputs.paths), predictor.img_size,
              predictor.img_size)
     failures: list[dict] = []
-    rows = noting_failures(predict_paths(predictor, inputs.paths, metadata, batch_size), failures)
+    unusual: list[dict] = []
+    rows = noting_problems(predict_paths(predictor, inputs.paths, metadata, batch_size), failures, unusual)
     if len(inputs.paths) == 1:  # one image: its verdict on the console too
         rows = list(rows)
-        if not failures:
+        if not failures and not unusual:
             log.info("%s", verdict(rows[0], predictor))
     counts = write_predictions(rows, Path(output), prediction_columns(predictor)) if output else tally(rows)
-    report_failures(failures, predictor, output)
+    report_rows(unusual, predictor, output, "out of distribution", "ood_reason")
+    report_rows(failures, predictor, output, "not scored", "error")
+    if output:
+        log.info("Scored %d file(s): %d malignant at threshold %.4f, %d out of distribution, %d error(s) -> %s",
+                 counts["images"] - counts["errors"], counts["malignant"], predictor.threshold,
+                 counts["out_of_distribution"], counts["errors"], output)
     return {**counts, "threshold": predictor.threshold, "output": output and str(output)}
 
 
@@ -216,18 +258,21 @@ def exit_status(result: dict) -> int:
     return 0 if not errors else 2 if errors == result["images"] else 1
 
 
-def noting_failures(rows: Iterator[dict], failures: list[dict]) -> Iterator[dict]:
-    """The rows, passed on as they come; the ones with an error are also kept in ``failures``."""
+def noting_problems(rows: Iterator[dict], failures: list[dict], unusual: list[dict]) -> Iterator[dict]:
+    """The rows, passed on as they come; the ones with an error are also kept in ``failures``,
+    the ones out of distribution in ``unusual``."""
     for row in rows:
         if row["error"]:
             failures.append(row)
+        elif row.get("out_of_distribution"):
+            unusual.append(row)
         yield row
 
 
-def report_failures(failures: list[dict], predictor: Predictor, output: Path | None) -> None:
-    """One console line per file that could not be scored, up to FAILURES_SHOWN, then a count."""
-    for row in failures[:FAILURES_SHOWN]:
+def report_rows(rows: list[dict], predictor: Predictor, output: Path | None, what: str, column: str) -> None:
+    """One console line per file, up to FAILURES_SHOWN, then a count."""
+    for row in rows[:FAILURES_SHOWN]:
         log.warning("%s", verdict(row, predictor))
-    if len(failures) > FAILURES_SHOWN:
-        log.warning("... and %d more file(s) not scored; the error column of %s says why.",
-                    len(failures) - FAILURES_SHOWN, output)
+    if len(rows) > FAILURES_SHOWN:
+        log.warning("... and %d more file(s) %s; the %s column of %s says why.",
+                    len(rows) - FAILURES_SHOWN, what, column, output)

@@ -25,10 +25,21 @@ from skin_lesion.io_utils import read_json
 from skin_lesion.layout import ModelFileLayout, RunLayout
 from skin_lesion.model_io import IMAGE_INPUT, METADATA_INPUT
 from skin_lesion.models.calibration import Calibration
+from skin_lesion.models.ood import OODDetector, load_detector, with_features
 from skin_lesion.models.saved import ModelFileError, load_for_prediction, read_model_info
 from skin_lesion.tasks import Task
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class Assessment:
+    """A batch's calibrated probabilities, feature distances (NaN without the flag) and, per
+    image, why it is out of distribution ("" when it is not)."""
+
+    probabilities: np.ndarray
+    distances: np.ndarray
+    ood_reasons: list[str]
 
 
 @dataclass
@@ -41,7 +52,15 @@ class Predictor:
     calibration: Calibration = field(default_factory=Calibration)
     threshold_record: dict | None = None
     encoding: MetadataEncoding | None = None
+    ood: OODDetector | None = None
     notes: list[str] = field(default_factory=list)
+    assessing_model: keras.Model | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.ood is None:
+            self.notes.append(f"{Path(self.model_file).name} has no out-of-distribution flag (trained "
+                              "before it existed, or elsewhere): images unlike skin lesions are "
+                              "scored like any other.")
 
     @property
     def class_names(self) -> tuple[str, ...]:
@@ -73,6 +92,19 @@ class Predictor:
         """Calibrated probabilities: shape (n,) for binary models, (n, classes) otherwise."""
         outputs = self.model.predict_on_batch(self.inputs(images, metadata))
         return self.calibration.apply(self.task.probabilities(outputs))
+
+    def assess(self, images: np.ndarray, metadata: np.ndarray | None = None,
+               original_sizes: list[tuple[int, int]] | None = None) -> Assessment:
+        """Calibrated probabilities and, where the model has the out-of-distribution flag, each
+        image's feature distance and why it is unlike the training images (one pass)."""
+        if self.ood is None:
+            probabilities = self.probabilities(images, metadata)
+            return Assessment(probabilities, np.full(len(images), np.nan), [""] * len(images))
+        if self.assessing_model is None:
+            self.assessing_model = with_features(self.model)
+        outputs, features = self.assessing_model.predict_on_batch(self.inputs(images, metadata))
+        distances, reasons = self.ood.reasons(images, np.asarray(features), original_sizes)
+        return Assessment(self.calibration.apply(self.task.probabilities(np.asarray(outputs))), distances, reasons)
 
     def encode_metadata(self, table: pd.DataFrame) -> tuple[np.ndarray | None, list[str]]:
         """The metadata input for rows with ``age``, ``sex``, ``localization`` (None if unused)."""
@@ -127,7 +159,8 @@ def from_run(run: RunLayout) -> Predictor:
     predictor = Predictor(load_for_prediction(run.best_model), run.best_model,
                           task_of_record(description, str(run.config)),
                           Calibration.from_file(run.calibration), read_threshold(run.threshold),
-                          MetadataEncoding.from_dict(encoding) if encoding else None)
+                          MetadataEncoding.from_dict(encoding) if encoding else None,
+                          load_detector(run.best_model))
     if predictor.threshold_record is None:
         predictor.notes.append(f"No {run.threshold}: labelling at threshold {UNTUNED_THRESHOLD}. "
                                "Run scripts/04_tune_threshold.py for the tuned operating point.")
@@ -142,8 +175,8 @@ def from_model_file(path: Path) -> Predictor:
     info = read_model_info(path) or {}
     task = task_of_record(info, str(path)) if info else task_of_outputs(model.outputs[0].shape[-1], path)
     encoding = info.get("metadata_encoding")
-    predictor = Predictor(model, path, task,
-                          encoding=MetadataEncoding.from_dict(encoding) if encoding else None)
+    predictor = Predictor(model, path, task, encoding=MetadataEncoding.from_dict(encoding) if encoding else None,
+                          ood=load_detector(path))
     if len(model.inputs) > 1 and predictor.encoding is None:
         raise ModelFileError(f"{path} has a metadata input but does not say how to encode the "
                              "metadata; use the model file written by scripts/03_train.py.")

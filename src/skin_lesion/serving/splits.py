@@ -42,6 +42,20 @@ def predict_split(predictor: Predictor, images: SplitImages, batch_size: int,
     return raw, predictor.calibration.apply(raw)
 
 
+def assess_split(predictor: Predictor, images: SplitImages, batch_size: int) -> tuple[np.ndarray, list[str]]:
+    """Each image's feature distance and out-of-distribution reason ("" when in distribution),
+    from the cached images at the model's size (the files' own sizes are not checked here)."""
+    metadata, _ = predictor.encode_metadata(images.table)
+    distances, reasons = [], []
+    for start in range(0, len(images.rows), batch_size):
+        batch = slice(start, start + batch_size)
+        assessment = predictor.assess(images.cache.images[images.rows[batch]],
+                                      None if metadata is None else metadata[batch])
+        distances.append(assessment.distances)
+        reasons += assessment.ood_reasons
+    return np.concatenate(distances), reasons
+
+
 def run_split_images(run: RunLayout, split: str, size: int) -> SplitImages:
     """The images of one split of the run's split file at ``size``, from the run's image cache."""
     description = read_json(run.config, "Training config")

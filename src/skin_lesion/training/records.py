@@ -105,9 +105,10 @@ def hparams_of(settings: dict) -> dict:
 def log_hparams(tensorboard_dir: Path, run_name: str, settings: dict, metrics: dict | None = None) -> None:
     """Record a run's settings (and, at the end, its final metrics) for the HParams plugin.
 
-    Each run folder's ``logs/tensorboard`` is one HParams session; its epoch scalars
-    (``train``/``validation``) and the ``final/...`` metrics written here appear beside the
-    settings, so ``tensorboard --logdir outputs`` compares runs in its HPARAMS tab.
+    ``tensorboard_dir`` (``RunLayout.tensorboard_dir``) is one HParams session; its epoch
+    scalars (``train``/``validation`` below it) and the ``final/...`` metrics written here appear
+    beside the settings, whether TensorBoard is pointed at the run's ``logs/tensorboard`` or at
+    a folder of runs (``tensorboard --logdir outputs`` compares runs in its HPARAMS tab).
     """
     import tensorflow as tf
     from tensorboard.plugins.hparams import api as hp

@@ -16,6 +16,7 @@ import shutil
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Iterator
 
 import keras
 import numpy as np
@@ -26,7 +27,8 @@ from skin_lesion import layout
 from skin_lesion.data.records import task_of_record
 from skin_lesion.data.metadata import MetadataEncoding
 from skin_lesion.data.pipeline import Augmentation, SplitImages, load_split_images, make_dataset
-from skin_lesion.data.split import check_labels, class_weights, read_split, split_label_space
+from skin_lesion.data.dataset import Provenance
+from skin_lesion.data.split import check_labels, class_weights, read_split, split_dataset_record, split_label_space
 from skin_lesion.errors import ConfigError
 from skin_lesion.io_utils import atomic_path, read_json, sha256_file, write_json_atomic, write_text_atomic
 from skin_lesion.metrics import score_calibration
@@ -35,6 +37,7 @@ from skin_lesion.models.backbones import make_backbone, resolve_weights
 from skin_lesion.models.calibration import fit_calibration
 from skin_lesion.models.calibration_methods import AUTO, default_method
 from skin_lesion.models.factory import SkinLesionCNN, compile_model, unfreeze_top_layers
+from skin_lesion.models.ood import fit_detector, save_detector, with_features
 from skin_lesion.models.saved import load_for_prediction, save_model
 from skin_lesion.plots import save_figure, training_history_figure
 from skin_lesion.tasks import Task
@@ -65,6 +68,7 @@ class TrainingData:
     val_labels: np.ndarray
     class_weight: dict[int, float] | None
     encoding: MetadataEncoding | None
+    provenance: Provenance  # what the images are, from the split summary
     val_dataset: tf.data.Dataset = field(repr=False)
 
     @property
@@ -84,9 +88,12 @@ class TrainingData:
 
 def load_training_data(config: TrainConfig, task: Task | None = None) -> TrainingData:
     """Cache and batch the train and validation splits; labels follow ``task`` (a resumed run's
-    own), by default ``config.task`` over the split's label space."""
+    own), by default ``config.task`` over the split's label space. Synthetic data says so."""
     split = read_split(Path(config.split_file))
     task = task or Task(config.task, split_label_space(Path(config.split_file)))
+    provenance = split_dataset_record(Path(config.split_file))
+    if provenance.synthetic:
+        log.warning(provenance.caveat())
     check_labels(split, task)
     size = (config.img_size, config.img_size)
     train = load_split_images(split, "train", size, Path(config.cache_dir), config.split_file)
@@ -98,14 +105,16 @@ def load_training_data(config: TrainConfig, task: Task | None = None) -> Trainin
                                training=False, metadata=encoding.encode(val.table)[0] if encoding else None)
     return TrainingData(config, task, train, val, train_labels, val_labels,
                         class_weights(train_labels, task) if config.class_weighting else None,
-                        encoding, val_dataset)
+                        encoding, provenance, val_dataset)
 
 
-def model_info(config: TrainConfig, task: Task, encoding: MetadataEncoding | None) -> dict:
-    """What a saved model file says about itself (``skin_lesion.models.saved``)."""
-    return {**task.as_record(), "architecture": config.architecture, "img_size": config.img_size,
+def model_info(config: TrainConfig, data: TrainingData) -> dict:
+    """What a saved model file says about itself (``skin_lesion.models.saved``), what it learnt
+    from included: a copied model still says so."""
+    return {**data.task.as_record(), "architecture": config.architecture, "img_size": config.img_size,
             "input": "raw RGB pixel values 0-255", "decoding": DECODING,
-            "metadata_encoding": encoding.as_dict() if encoding else None}
+            "metadata_encoding": data.encoding.as_dict() if data.encoding else None,
+            "dataset": data.provenance.as_dict()}
 
 
 def describe_run(config: TrainConfig, data: TrainingData, setup: DeviceSetup) -> dict:
@@ -126,6 +135,7 @@ def describe_run(config: TrainConfig, data: TrainingData, setup: DeviceSetup) ->
         },
         "augmentation": Augmentation().as_dict() if config.augmentation else None,
         "metadata_encoding": data.encoding.as_dict() if data.encoding else None,
+        "dataset": data.provenance.as_dict(),
         "split_file": config.split_file,
         "split_sha256": sha256_file(Path(config.split_file)),
         "images": {"train": len(data.train.table), "val": len(data.val.table)},
@@ -221,7 +231,7 @@ def fit_phase(model: keras.Model, phase: int, run: layout.RunLayout, config: Tra
     early_stopping = keras.callbacks.EarlyStopping(monitor=MONITOR, mode="max",
                                                    patience=config.early_stopping_patience)
     counters = {"early_stopping": early_stopping}
-    info = model_info(config, data.task, data.encoding)
+    info = model_info(config, data)
     callbacks = [
         ValidationReport(data.val_dataset, data.val_labels, data.task, run.tensorboard_dir),
         AtomicBestCheckpoint(lambda best: save_model(best, run.best_model, info), MONITOR,
@@ -316,6 +326,25 @@ def calibrate(run: layout.RunLayout, config: TrainConfig, task: Task, labels: np
     return record
 
 
+def cached_images(images: SplitImages) -> Iterator[np.ndarray]:
+    """A split's cached images at the model's size, one at a time."""
+    return (images.cache.images[row] for row in images.rows)
+
+
+def fit_out_of_distribution(run: layout.RunLayout, config: TrainConfig, data: TrainingData) -> dict:
+    """Fit the out-of-distribution flag (``skin_lesion.models.ood``) on the best model's pooled
+    features of the training and validation splits, and store it in the model file."""
+    model = with_features(load_for_prediction(run.best_model))
+    train = make_dataset(data.train, data.task.targets(data.train_labels), config.batch_size, training=False,
+                         metadata=data.encoding.encode(data.train.table)[0] if data.encoding else None)
+    train_features = model.predict(train, verbose=0)[1]
+    val_features = model.predict(data.val_dataset, verbose=0)[1]
+    detector = fit_detector(train_features, data.train.table["dx"].to_numpy(), cached_images(data.train),
+                            val_features, cached_images(data.val))
+    save_detector(run.best_model, detector)
+    return detector.record
+
+
 def finish_run(run: layout.RunLayout, config: TrainConfig, data: TrainingData,
                model: keras.Model | None) -> None:
     """Best model, validation probabilities, calibration, history plot and the record."""
@@ -324,12 +353,18 @@ def finish_run(run: layout.RunLayout, config: TrainConfig, data: TrainingData,
                     "as the run's model.", MONITOR)
         if model is None:
             raise ConfigError(f"Run {run.root} has no model to finish with; train it again.")
-        save_model(model, run.best_model, model_info(config, data.task, data.encoding))
+        save_model(model, run.best_model, model_info(config, data))
     log.info("Training done; scoring the %d validation images with the best model for calibration",
              len(data.val_labels))
     probabilities = save_validation_probabilities(run, config, data)
     calibration = calibrate(run, config, data.task, data.val_labels, probabilities)
-    log.info("Calibration fitted (%s); writing the history plot and the run record", calibration["method"])
+    log.info("Calibration fitted (%s); fitting the out-of-distribution flag on the features of %d "
+             "training and %d validation images", calibration["method"], len(data.train_labels),
+             len(data.val_labels))
+    out_of_distribution = fit_out_of_distribution(run, config, data)
+    log.info("Out-of-distribution threshold %.2f flags %.1f %% of validation images; writing the "
+             "history plot and the run record", out_of_distribution["threshold"],
+             100 * out_of_distribution["flagged"]["val"])
     history = history_of(run)
     best = history.loc[history[MONITOR].idxmax()] if history[MONITOR].notna().any() else history.iloc[-1]
     save_figure(training_history_figure(history, int(best["epoch"]), MONITOR), run.plot("training_history"))
@@ -346,6 +381,7 @@ def finish_run(run: layout.RunLayout, config: TrainConfig, data: TrainingData,
         "best": {key: float(best[key]) for key in history.columns
                  if key.startswith("val_") and pd.notna(best[key])},
         "calibration": calibration["method"],
+        "out_of_distribution": out_of_distribution,
     })
     write_json_atomic(run.config, description)
     log_hparams(run.tensorboard_dir, run.root.name, config.as_dict(),
@@ -393,10 +429,8 @@ def train(config: TrainConfig, devices: list[str] | None = None,
 def resume(run_dir: Path, devices: list[str] | None = None,
            extra_callbacks: list | None = None) -> layout.RunLayout:
     """Continue an interrupted run from its last completed epoch, with its own settings."""
-    run = layout.open_run(run_dir)
+    run = layout.open_unfinished_run(run_dir)
     description = read_json(run.config, "Training config")
-    if description.get("status") == "completed":
-        raise ConfigError(f"Run {run.root} is already complete; nothing to resume.")
     config = TrainConfig.from_sources(description["settings"], {}, str(run.config))
     if sha256_file(Path(config.split_file)) != description["split_sha256"]:
         raise ConfigError(f"The split file {config.split_file} changed since run {run.root} "

@@ -3,15 +3,17 @@ one: by ``--dataset NAME``, or from the files present (the first format that fin
 in the order registered here: the most specific first, class folders last)."""
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
-from skin_lesion.data.dataset import Dataset
+from skin_lesion.data.dataset import Dataset, read_provenance_file
 from skin_lesion.data.datasets import ham10000, isic2019, isic2020, pad_ufes20, image_list, class_folders  # noqa: F401  (registration order)
-from skin_lesion.data.datasets.registry import FORMATS, DataSheet, LabelOptions, get_format, sheet_for
-from skin_lesion.tasks import LabelSpace
+from skin_lesion.data.datasets.registry import FORMATS, DatasetFormat, LabelOptions, get_format
+from skin_lesion.data.datasets.registry import data_sheet  # noqa: F401  (for the model card and the app)
 from skin_lesion.errors import DatasetError
 
 NAMES = tuple(FORMATS)
+log = logging.getLogger(__name__)
 
 
 def missing_data_message(root: Path) -> str:
@@ -34,22 +36,21 @@ def load_dataset(root: Path, name: str | None = None, malignant: tuple[str, ...]
         if found is None:
             raise DatasetError(f"--dataset {name}: {root} does not hold {chosen.title}'s files "
                                f"({chosen.expects}). Point --data-dir at the folder that does.")
-        return chosen.read(found, options)
+        return read_recorded(chosen, found, options)
     for dataset_format in FORMATS.values():
         found = dataset_format.find(root)
         if found is not None:
-            return dataset_format.read(found, options)
+            return read_recorded(dataset_format, found, options)
     known = "; ".join(f"{f.title}: {f.expects}" for f in FORMATS.values())
     raise DatasetError(f"{root} holds none of the layouts this project reads ({known}). Point --data-dir at "
                        "the folder that holds them, or list your images in a CSV (path,label).")
 
 
-def data_sheet(space: LabelSpace) -> DataSheet:
-    """The data sheet of the dataset a label space comes from; for data not known by name, what
-    can be said without one."""
-    return sheet_for(space.name) or DataSheet(
-        summary=f"{space.name} images",
-        factors=(f"Where and with which devices {space.name} was collected, and from which patients, is "
-                 "not recorded with the model: performance outside that population is unknown."),
-        licence=f"trained on {space.name}: its licence applies",
-        citation=f"Cite {space.name} as its authors ask.")
+def read_recorded(dataset_format: DatasetFormat, found: Path, options: LabelOptions) -> Dataset:
+    """The dataset with what it is: the ``provenance.json`` beside it (the generated sample's
+    says it is synthetic), else its format's record; synthetic data says so on the console."""
+    dataset = dataset_format.read(found, options)
+    dataset.provenance = read_provenance_file(dataset.source_dir) or dataset_format.provenance(dataset)
+    if dataset.provenance.synthetic:
+        log.warning(dataset.provenance.caveat())
+    return dataset

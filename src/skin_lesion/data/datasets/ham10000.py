@@ -45,10 +45,6 @@ HAM10000_SHEET = DataSheet(
              "records no skin type). Performance on darker skin, other devices and other populations "
              "is unknown. More than half of the diagnoses are confirmed by histopathology, most nevi "
              "by follow-up or expert consensus."),
-    licence="trained on HAM10000 (CC BY-NC 4.0): non-commercial use only",
-    citation=("Tschandl P., Rosendahl C., Kittler H. The HAM10000 dataset, a large collection of "
-              "multi-source dermatoscopic images of common pigmented skin lesions. Sci. Data 5, 180161 "
-              "(2018). doi:10.1038/sdata.2018.161. Licence: CC BY-NC 4.0 (attribution, non-commercial)."),
     imbalance="nevi are about two thirds of HAM10000",
 )
 
@@ -97,4 +93,8 @@ def read(root: Path, options: LabelOptions) -> Dataset:
 FORMAT = register(DatasetFormat(
     name="ham10000", title="HAM10000", expects=f"{METADATA_FILE} beside HAM10000_images_part_1/ and _2/",
     source="Kaggle kmader/skin-cancer-mnist-ham10000 (scripts/01_download_data.py)",
-    find=find, read=read, sheet=HAM10000_SHEET))
+    find=find, read=read, licence="CC BY-NC 4.0 (attribution, non-commercial use only)",
+    citation=("Tschandl P., Rosendahl C., Kittler H. The HAM10000 dataset, a large collection of "
+              "multi-source dermatoscopic images of common pigmented skin lesions. Sci. Data 5, 180161 "
+              "(2018). doi:10.1038/sdata.2018.161."),
+    sheet=HAM10000_SHEET))

@@ -41,9 +41,6 @@ SHEET = DataSheet(
              "images taken with several dermoscopes; patients are predominantly of light skin types and "
              "no skin type is recorded. Performance on darker skin, clinical (non-dermoscopic) photographs "
              "and other populations is unknown."),
-    licence="trained on ISIC 2019 (CC BY-NC 4.0): non-commercial use only",
-    citation=("Tschandl et al. 2018 (HAM10000); Codella et al. 2017 (ISIC 2017); Combalia et al. 2019 "
-              "(BCN20000). ISIC 2019 challenge data, licence CC BY-NC 4.0."),
     imbalance="nevi are about half of ISIC 2019",
 )
 
@@ -114,4 +111,8 @@ def read(root: Path, options: LabelOptions) -> Dataset:
 
 FORMAT = register(DatasetFormat(
     name="isic2019", title="ISIC 2019", expects=f"{GROUND_TRUTH_FILE} beside {IMAGE_FOLDER}/",
-    source="https://challenge.isic-archive.com/data/#2019", find=find, read=read, sheet=SHEET))
+    source="https://challenge.isic-archive.com/data/#2019", find=find, read=read,
+    licence="CC BY-NC 4.0 (attribution, non-commercial use only)",
+    citation=("Tschandl et al. 2018 (HAM10000); Codella et al. 2017 (ISIC 2017); Combalia et al. 2019 "
+              "(BCN20000). ISIC 2019 challenge data."),
+    sheet=SHEET))

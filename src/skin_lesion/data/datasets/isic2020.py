@@ -35,9 +35,6 @@ SHEET = DataSheet(
     factors=("ISIC 2020 comes from six centres (Barcelona, Vienna, New York, Brisbane, Athens, Sydney) and "
              "holds every imaged lesion of each patient, so about 1.8 % are melanomas; no skin type is "
              "recorded. Performance on darker skin and other populations is unknown."),
-    licence="trained on ISIC 2020 (CC BY-NC 4.0): non-commercial use only",
-    citation=("Rotemberg V. et al. A patient-centric dataset of images and metadata for identifying "
-              "melanomas using clinical context. Sci. Data 8, 34 (2021). doi:10.1038/s41597-021-00815-z."),
     imbalance="melanomas are about 1.8 % of ISIC 2020",
 )
 
@@ -99,4 +96,7 @@ def read(root: Path, options: LabelOptions) -> Dataset:
 FORMAT = register(DatasetFormat(
     name="isic2020", title="ISIC 2020", expects="train.csv (or ISIC_2020_Training_GroundTruth.csv) beside train/",
     source="Kaggle competition siim-isic-melanoma-classification, or https://challenge.isic-archive.com/data/#2020",
-    find=find, read=read, sheet=SHEET))
+    find=find, read=read, licence="CC BY-NC 4.0 (attribution, non-commercial use only)",
+    citation=("Rotemberg V. et al. A patient-centric dataset of images and metadata for identifying "
+              "melanomas using clinical context. Sci. Data 8, 34 (2021). doi:10.1038/s41597-021-00815-z."),
+    sheet=SHEET))

@@ -24,6 +24,8 @@ from skin_lesion.tasks import LabelSpace
 
 METADATA_FILE = "metadata.csv"
 REQUIRED = ("patient_id", "lesion_id", "img_id", "diagnostic")
+#: PAD-UFES-20's ``biopsed`` in HAM10000's ``dx_type`` codes: a biopsy means histopathology.
+BIOPSED = {"true": "histo", "false": "no_biopsy"}
 
 PAD_UFES_20 = LabelSpace(
     "PAD-UFES-20", ("ack", "bcc", "mel", "nev", "scc", "sek"),
@@ -36,9 +38,6 @@ SHEET = DataSheet(
     factors=("PAD-UFES-20 was collected by the dermatology programme of the Federal University of Espírito "
              "Santo (Brazil) with several smartphones, without dermoscopy; it records Fitzpatrick skin "
              "types (mostly I-III). Performance on dermoscopic images and other populations is unknown."),
-    licence="trained on PAD-UFES-20 (CC BY 4.0)",
-    citation=("Pacheco A. G. C. et al. PAD-UFES-20: a skin lesion dataset composed of patient data and "
-              "clinical images collected from smartphones. Data in Brief 32, 106221 (2020)."),
     imbalance="BCC is about 37 % of PAD-UFES-20",
 )
 
@@ -56,7 +55,8 @@ def read(root: Path, options: LabelOptions) -> Dataset:
                          "lesion_id": "PAD_" + table["lesion_id"], "patient_id": table["patient_id"],
                          "dx": table["dx"], "age": table.get("age", ""),
                          "sex": table.get("gender", "").str.lower() if "gender" in table else "",
-                         "localization": table.get("region", "").str.lower() if "region" in table else ""})
+                         "localization": table.get("region", "").str.lower() if "region" in table else "",
+                         "dx_type": table["biopsed"].str.lower().map(BIOPSED) if "biopsed" in table else ""})
     check_unique(rows, "image_id", path, "Metadata")
     check_one_diagnosis_per_lesion(rows, str(path))
     on_disk = index_images([root], recursive=True)
@@ -68,4 +68,8 @@ def read(root: Path, options: LabelOptions) -> Dataset:
 
 FORMAT = register(DatasetFormat(
     name="pad-ufes-20", title="PAD-UFES-20", expects=f"{METADATA_FILE} with img_id and diagnostic, and PNG images",
-    source="https://data.mendeley.com/datasets/zr7vgbcyr2/1", find=find, read=read, sheet=SHEET))
+    source="https://data.mendeley.com/datasets/zr7vgbcyr2/1", find=find, read=read,
+    licence="CC BY 4.0 (attribution)",
+    citation=("Pacheco A. G. C. et al. PAD-UFES-20: a skin lesion dataset composed of patient data and "
+              "clinical images collected from smartphones. Data in Brief 32, 106221 (2020)."),
+    sheet=SHEET))
