@@ -42,7 +42,8 @@ demo: install $(SAMPLE_DIR)/HAM10000_metadata.csv
 	$(PY) scripts/05_evaluate.py --outputs-dir $(DEMO_OUT)
 	$(PY) scripts/06_infer.py $(SAMPLE_DIR)/HAM10000_images_part_2 --outputs-dir $(DEMO_OUT)
 	$(PY) scripts/07_explain.py --outputs-dir $(DEMO_OUT)
-	@echo "Done. Results: $(DEMO_OUT)/latest/ (model_card.md, test_metrics.json, plots/, explain/)"
+	$(PY) scripts/08_export.py --outputs-dir $(DEMO_OUT) --format all
+	@echo "Done. Results: $(DEMO_OUT)/latest/ (model_card.md, test_metrics.json, plots/, explain/, export/)"
 
 # Two processes (pytest-xdist), one test file each at a time: about 11 minutes on 2 CPU cores.
 test: install

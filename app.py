@@ -95,16 +95,18 @@ def choose_run() -> ModelChoice | None:
 
 
 def choose_model_file() -> ModelChoice | None:
-    """A ``.h5`` file from the models folder: chosen from a list, never typed, so the page
-    loads nothing from elsewhere on the server."""
+    """A model from the models folder (a ``.h5`` or an 08_export.py export): chosen from a list,
+    never typed, so the page loads nothing from elsewhere on the server."""
     files = app_backend.model_file_choices(FOLDERS.models)
     if not files:
         st.info(f"Copy a model file (`.h5`, with its `threshold.json` and `calibration.json` if you "
-                f"have them) into `{FOLDERS.models}` (a subfolder per model is fine).")
+                f"have them, or an export folder of `08_export.py`: `.keras`, `.tflite`, `.onnx`, SavedModel) "
+                f"into `{FOLDERS.models}` (a subfolder per model is fine).")
         return None
     choice = st.selectbox(f"Model files in {FOLDERS.models}", files, format_func=lambda file: file.label,
-                          key="model_file", help="A model copied from another machine. Its threshold.json "
-                                                 "and calibration.json are used if they lie beside it.")
+                          key="model_file", help="A model copied from another machine. A .h5's threshold.json and "
+                                                 "calibration.json are used if they lie beside it; an "
+                                                 "export's come from its description.json.")
     if choice.problem:
         st.error(f"Cannot use that model file: {choice.problem}.")
         return None

@@ -9,8 +9,9 @@ with a warning if none), the out-of-distribution flag with its feature distance 
 image unlike the training images gets no verdict) and why a file could not be read. Flagged and
 unreadable files are named on the console too.
 Exit status: 0 every file scored, 1 some could not be, 2 none could or nothing was done.
---model-file scores with a copied .h5 (using threshold.json and calibration.json beside it; CSV
-in <outputs-dir>/model_files/<model name>/). Metadata models: age, sex, site from --metadata.
+--model-file: a copied .h5 (with threshold.json, calibration.json beside it), an 08_export.py
+export (.keras, .tflite, .onnx, SavedModel folder; TFLite and ONNX score without TensorFlow) or
+hf://OWNER/NAME[/FORMAT]; CSV in <outputs-dir>/model_files/<name>/. Metadata: --metadata.
 """
 from __future__ import annotations
 
@@ -27,8 +28,8 @@ def build_parser():
     parser = cli.parser(__doc__)
     parser.add_argument("input", help="an image file, a folder of images or a CSV with a 'path' column")
     cli.add_run_arguments(parser)
-    parser.add_argument("--model-file", metavar="H5",
-                        help="score with this .h5 model file instead of a run's best model")
+    parser.add_argument("--model-file", metavar="MODEL", help="score with this model (.h5, .keras, .tflite, "
+                        ".onnx, SavedModel folder or hf://OWNER/NAME[/FORMAT]) instead of a run's")
     parser.add_argument("--metadata", metavar="CSV",
                         help="image_id, age, sex, localization per image, for models that use them")
     parser.add_argument("--output", metavar="CSV",
@@ -55,7 +56,7 @@ def check(args) -> None:
     cli.require_inputs([args.input], "Input")
     cli.require_inputs([args.metadata] if args.metadata else [], "--metadata", cli.METADATA_CSV)
     if args.model_file:
-        ModelFileLayout(args.model_file).require()
+        cli.require_model(args)
     else:
         cli.open_run(args)
     if output := output_path(args):
@@ -75,4 +76,4 @@ def main(args) -> int:
 
 
 if __name__ == "__main__":
-    cli.run(build_parser, main, check=check)
+    cli.run(build_parser, main, tensorflow=cli.needs_tensorflow, check=check)

@@ -7,7 +7,8 @@ threshold, for multi-class models the most confident correct and wrong predictio
 into <run>/explain/: one grid per group (image | heatmap, with the true label, the score and
 the threshold), one PNG per image and a CSV listing them. --images explains chosen files,
 folders or CSV lists instead (as 06_infer.py reads them), into --out-dir if given; --model-file
-explains with a copied .h5 file (into <outputs-dir>/model_files/<model name>/explain/).
+explains with a copied .h5 or a .keras export (into <outputs-dir>/model_files/<name>/explain/);
+SavedModel, TFLite and ONNX exports have no gradients here and cannot be explained.
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ METHODS = ("gradcam", "saliency")
 def build_parser():
     parser = cli.parser(__doc__)
     cli.add_run_arguments(parser)
-    parser.add_argument("--model-file", metavar="H5", help="explain with this .h5 model file instead of a run's")
+    parser.add_argument("--model-file", metavar="MODEL", help="explain with this .h5 or .keras model instead of a run's")
     parser.add_argument("--images", nargs="+", metavar="PATH",
                         help="explain these images, folders or CSV lists instead of test images")
     parser.add_argument("--metadata", metavar="CSV",
@@ -46,7 +47,7 @@ def check(args) -> None:
     if args.out_dir and not args.images:
         raise ConfigError("--out-dir is for --images; the test cases are explained into <run>/explain/.")
     if args.model_file:
-        ModelFileLayout(args.model_file).require()
+        cli.require_model(args, explained=True)
     else:
         cli.open_run(args)
     cli.require_inputs(args.images or [], "--images")

@@ -32,7 +32,7 @@ def build_parser():
 
 
 def main(args) -> int:
-    from skin_lesion.export.exporter import EXPORT_DIR, export_run
+    from skin_lesion.export.exporter import export_run
     from skin_lesion.export.hub import push
 
     run = cli.open_run(args)
@@ -42,7 +42,7 @@ def main(args) -> int:
                      name, record["size_bytes"] / 1e6, record["max_score_difference"],
                      100 * record["label_agreement"], record["test_roc_auc_change"])
     if args.push_to_hub:
-        logging.info("Published: %s", push(run.root, run.root / EXPORT_DIR, list(results), args.push_to_hub))
+        logging.info("Published: %s", push(run.root, run.export_dir, list(results), args.push_to_hub))
     return 0
 
 

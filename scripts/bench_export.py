@@ -20,7 +20,7 @@ def main(args) -> int:
 
     run = cli.open_run(args)
     results = {name: measure(path, args.batch_size, args.repeats)
-               for name, path in models_of(run.root, run.best_model).items()}
+               for name, path in models_of(run).items()}
     print(table(results, args.batch_size))
     return 0
 

@@ -155,3 +155,12 @@ def test_mistyped_flags_and_empty_paths_are_named(arguments, message):
     result = subprocess.run([sys.executable, str(SCRIPTS / arguments[0]), *arguments[1:]],
                             capture_output=True, text=True, cwd=REPO)
     assert result.returncode == 2 and message in result.stderr, result.stderr
+
+
+def test_after_the_demo_a_missing_run_points_to_the_demos(tmp_path):
+    (tmp_path / "outputs/demo/runs/r").mkdir(parents=True)
+    (tmp_path / "outputs/demo/latest").symlink_to("runs/r")
+    result = subprocess.run([sys.executable, str(SCRIPTS / "05_evaluate.py")], capture_output=True, text=True,
+                            cwd=tmp_path)
+    assert result.returncode == 2 and "The demo's run is in outputs/demo: pass --outputs-dir outputs/demo." \
+        in result.stderr, result.stderr

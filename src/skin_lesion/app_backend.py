@@ -5,7 +5,8 @@ Nothing here imports Streamlit, so it is tested like the rest of ``skin_lesion``
 stay in memory, never written to disk: their bytes go through ``predict_paths`` and the CSV writer
 behind ``06_infer.py``, so a file gets the same score on the page as from the script, and the
 page's CSV has the script's bytes (its ``path`` column holds the uploaded file names). The
-Grad-CAM maps explain the predicted class, as ``07_explain.py --images`` does.
+Grad-CAM maps explain the predicted class, as ``07_explain.py --images`` does; models without
+gradients here (SavedModel, TFLite, ONNX exports) are scored, and the page says why there are no maps.
 
 Models come only from two folders fixed where the server starts (``AllowedFolders``), never from
 a path typed on the page, and a file that resolves outside them (a symbolic link, ``..``) is
@@ -27,9 +28,10 @@ from skin_lesion.data.records import dataset_of, task_of_record
 from skin_lesion.data.images import decode_and_resize, decode_files
 from skin_lesion.errors import UserError
 from skin_lesion.evaluation.compare import find_runs, run_row
+from skin_lesion.export.description import read_description
 from skin_lesion.explanation.gradcam import gradcam, overlay
 from skin_lesion.io_utils import read_json
-from skin_lesion.layout import CONFIG_FILE, ModelFileLayout, open_run
+from skin_lesion.layout import CONFIG_FILE, SAVED_MODEL_FILE, ModelFileLayout, open_run
 from skin_lesion.models.saved import ModelFileError, read_model_info
 from skin_lesion.serving.inference import decided_class, prediction_columns, predict_paths, predictions_csv
 from skin_lesion.serving.predictor import Predictor, from_model_file, from_run
@@ -38,11 +40,14 @@ from skin_lesion.serving.predictor import Predictor, from_model_file, from_run
 PAGE_IMAGE_SIZE = 384
 #: The environment variables that set the folders the page may read models from.
 OUTPUTS_VARIABLE, MODELS_VARIABLE = "SKIN_LESION_OUTPUTS", "SKIN_LESION_MODELS"
+#: The model files the models folder is searched for (SavedModels are folders: found by their saved_model.pb).
+MODEL_FILE_PATTERNS = ("*.h5", "*.keras", "*.tflite", "*.onnx")
 
 
 @dataclass(frozen=True)
 class ModelChoice:
-    """A model the page can offer: a run folder or a ``.h5`` file, and what it is called there.
+    """A model the page can offer: a run folder or a model file (a ``.h5``, or any format
+    08_export.py writes, a SavedModel being a folder), and what it is called there.
 
     ``problem`` says why it cannot be used (a broken or unfinished run, a missing file); empty
     when it can.
@@ -137,14 +142,17 @@ def run_problem(status: str) -> str:
 
 
 def model_file_choices(folder: Path) -> list[ModelChoice]:
-    """The ``.h5`` files in ``folder`` (where copied models go) and its subfolders, a model in
-    its own subfolder keeping its threshold.json and calibration.json; each named by its path
-    in ``folder`` and refused if it or a file beside it resolves outside ``folder``."""
+    """The models in ``folder`` (where copied models go) and its subfolders: ``.h5`` files, a
+    model in its own subfolder keeping its threshold.json and calibration.json, and exported
+    models (their export folders, with the description.json); each named by its path in
+    ``folder`` and refused if it or a file beside it resolves outside ``folder``."""
     folder = Path(folder)
     if not folder.is_dir():
         return []
+    found = {path for pattern in MODEL_FILE_PATTERNS for path in folder.rglob(pattern)}
+    found |= {marker.parent for marker in folder.rglob(SAVED_MODEL_FILE)}
     return [refused_outside(ModelChoice("file", path, path.relative_to(folder).as_posix()), folder)
-            for path in sorted(folder.rglob("*.h5"))]
+            for path in sorted(found)]
 
 
 def source_files(choice: ModelChoice) -> list[Path]:
@@ -172,6 +180,8 @@ def trained_on(choice: ModelChoice) -> Provenance:
     if choice.kind == "run":
         config = open_run(choice.path).config
         return dataset_of(read_json(config, "Training config"), str(config))
+    if choice.path.suffix.lower() != ".h5":
+        return dataset_of(read_description(choice.path)["model_info"], str(choice.path))
     return dataset_of(read_model_info(choice.path) or {}, str(choice.path))
 
 
@@ -238,13 +248,14 @@ def explained_heatmaps(predictor: Predictor, uploads: list[tuple[str, bytes]], p
     """For each readable upload, the Grad-CAM heatmap of the predicted class on the model's input
     (as 07_explain.py computes it); ``overlay`` lays it over the image at its own aspect ratio,
     so the picture is not squashed to the model's square."""
+    model = predictor.explainable_model()
     size = predictor.img_size
     metadata, _ = predictor.encode_metadata(patient.reset_index(drop=True))
     classes = np.array([decided_class(predictor, row) for row in rows])
     heatmaps = np.zeros((len(uploads), size, size), np.float32)
     for indices, images in decode_files([name for name, _ in uploads], (size, size),
                                         contents=[data for _, data in uploads]):
-        heatmaps[indices] = gradcam(predictor.model, images, None if metadata is None else metadata[indices],
+        heatmaps[indices] = gradcam(model, images, None if metadata is None else metadata[indices],
                                     classes[indices])
     return heatmaps
 

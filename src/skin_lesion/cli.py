@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Callable, NoReturn
 
 from skin_lesion import layout
-from skin_lesion.errors import MissingFileError, UserError
+from skin_lesion.errors import ConfigError, MissingFileError, UserError
 from skin_lesion.io_utils import stderr_captured
 
 log = logging.getLogger(__name__)
@@ -149,6 +149,31 @@ def require_inputs(paths: list[str], name: str, wanted: str = "an image, a folde
             raise MissingFileError(f"{name} {path} does not exist; give {wanted}.")
 
 
+def require_model(args: argparse.Namespace, explained: bool = False) -> None:
+    """``--model-file`` before any model loads: a path must exist (a model file or a SavedModel
+    folder); a Hub model (hf://OWNER/NAME[/FORMAT]) is downloaded, or found in the Hub's cache,
+    and ``args.model_file`` becomes its local path, so the later steps see a file. ``explained``:
+    the model must have gradients (.h5, .keras), said before any wait."""
+    from skin_lesion.export.catalogue import EXPLAINABLE_SUFFIXES
+    from skin_lesion.export.hub import is_hub_name, pull
+
+    if is_hub_name(args.model_file):
+        args.model_file = str(pull(args.model_file))
+    layout.ModelFileLayout(args.model_file).require()
+    if explained and Path(args.model_file).suffix.lower() not in EXPLAINABLE_SUFFIXES:
+        raise ConfigError(f"--model-file {args.model_file}: only .h5 and .keras models have gradients here, so "
+                          "this one cannot be explained (06_infer.py scores it); pass the run's .h5 or the "
+                          ".keras export (export/keras/model.keras, or hf://OWNER/NAME/keras).")
+
+
+def needs_tensorflow(args: argparse.Namespace) -> bool:
+    """Whether scoring with ``--model-file`` needs TensorFlow: not for TFLite and ONNX models, which
+    run in their own runtimes on images decoded with OpenCV, so scoring starts in a fraction of a second."""
+    from skin_lesion.export.catalogue import TENSORFLOW_FREE_SUFFIXES
+
+    return not (args.model_file and Path(args.model_file).suffix.lower() in TENSORFLOW_FREE_SUFFIXES)
+
+
 def bounded_number(kind: type, low: float, high: float | None = None,
                    low_inclusive: bool = True) -> Callable[[str], float]:
     """An argparse ``type`` that checks a number's range and says which range it wants."""
@@ -175,16 +200,18 @@ unit_fraction = bounded_number(float, 0, 1, low_inclusive=False)
 
 
 def run(build_parser: Callable[[], argparse.ArgumentParser],
-        main: Callable[[argparse.Namespace], int | None], tensorflow: bool = True,
+        main: Callable[[argparse.Namespace], int | None],
+        tensorflow: bool | Callable[[argparse.Namespace], bool] = True,
         argv: list[str] | None = None, check: Callable[[argparse.Namespace], object] | None = None) -> None:
     """Parse the arguments, ``check`` them (paths, runs, outputs) before TensorFlow's seconds of
-    start-up, start quietly and run ``main``; exit 2 with one line on user errors."""
+    start-up, start it quietly (``tensorflow``: whether to, or a function of the arguments that
+    says) and run ``main``; exit 2 with one line on user errors."""
     args = build_parser().parse_args(argv)
     setup_logging(args.debug)
     try:
         if check:
             check(args)
-        if tensorflow:
+        if tensorflow(args) if callable(tensorflow) else tensorflow:
             start_tensorflow(args.debug)
         code = main(args)
     except UserError as error:

@@ -8,6 +8,7 @@ outputs/
   split/split.csv, split_summary.json      02_prepare_split.py
   cache/                                   decoded images, one .npy per split and size
   runs/<time>_<arch>_<task>/               one training run (RunLayout)
+    export/<format>/                       08_export.py: the model in one format, description.json
   latest -> runs/...                       the last completed run
   model_files/<model stem>/                results for a model file passed as --model-file
 ```
@@ -34,6 +35,10 @@ CALIBRATION_FILE = "calibration.json"
 THRESHOLD_FILE = "threshold.json"
 PREDICTIONS_FILE = "predictions.csv"
 EXPLAIN_DIR = "explain"
+#: What travels with an exported model (08_export.py) instead: one file with all of the above.
+DESCRIPTION_FILE = "description.json"
+#: The file a folder holds when it is a TensorFlow SavedModel (the folder is the model).
+SAVED_MODEL_FILE = "saved_model.pb"
 
 
 def split_paths(split_dir: Path) -> tuple[Path, Path]:
@@ -142,6 +147,14 @@ class RunLayout:
         return self.root / EXPLAIN_DIR
 
     @property
+    def export_dir(self) -> Path:
+        """``export/``: the model in other formats, one folder each (``export_format``)."""
+        return self.root / "export"
+
+    def export_format(self, name: str) -> Path:
+        return self.export_dir / name
+
+    @property
     def external_root(self) -> Path:
         return self.root / "external"
 
@@ -165,21 +178,44 @@ class RunLayout:
 class ModelFileLayout:
     """A model file copied out of its run, and the files that go with it.
 
-    ``calibration.json`` and ``threshold.json`` are looked for beside the model, then one
-    folder up (a run's ``models/`` folder). Results for it go to the outputs folder
-    (``model_files/<model stem>/``), never beside the model: a folder of copied models stays
-    a folder of models.
+    A ``.h5``'s ``calibration.json`` and ``threshold.json`` are looked for beside the model, then
+    one folder up (a run's ``models/`` folder); an exported model (08_export.py: a file, or a
+    SavedModel folder) carries them in the ``description.json`` of its folder. Results for it go
+    to the outputs folder (``model_files/<name>/``: the model's stem, or its export folder's name,
+    ``tflite-int8``, since every export is called ``model``), never beside the model: a folder of
+    copied models stays a folder of models.
     """
 
     def __init__(self, model_file: Path, outputs_dir: Path = OUTPUTS_DIR):
         self.model_file = Path(model_file)
-        self.results_dir = Path(outputs_dir) / "model_files" / self.model_file.stem
+        self.results_dir = Path(outputs_dir) / "model_files" / self.name
+
+    @property
+    def is_saved_model(self) -> bool:
+        return (self.model_file / SAVED_MODEL_FILE).is_file()
+
+    @property
+    def description(self) -> Path:
+        """Where an exported model's description is: in a SavedModel's folder, else beside the file."""
+        folder = self.model_file if self.model_file.is_dir() else self.model_file.parent
+        return folder / DESCRIPTION_FILE
+
+    @property
+    def name(self) -> str:
+        if self.is_saved_model:
+            return self.model_file.name
+        return self.model_file.parent.name if self.description.is_file() else self.model_file.stem
 
     def require(self) -> "ModelFileLayout":
-        """This layout, if the model file exists; else an error that says what to pass."""
-        if not self.model_file.is_file():
-            raise MissingFileError(f"--model-file {self.model_file}: no such file. Pass the path of a .h5 "
-                                   "model, such as a run's models/<architecture>_best.h5 or a copy of it.")
+        """This layout, if the model file (or SavedModel folder) exists; else an error that says what to pass."""
+        if self.model_file.is_dir() and not self.is_saved_model:
+            raise MissingFileError(f"--model-file {self.model_file}: a folder without {SAVED_MODEL_FILE}, so "
+                                   "not a SavedModel. Pass a model file (.h5, .keras, .tflite, .onnx) or a "
+                                   "SavedModel folder, such as one under a run's export/.")
+        if not self.model_file.exists():
+            raise MissingFileError(f"--model-file {self.model_file}: no such file. Pass the path of a model "
+                                   "(.h5, .keras, .tflite, .onnx or a SavedModel folder), such as a run's "
+                                   "models/<architecture>_best.h5 or a file under its export/.")
         return self
 
     def found(self, name: str) -> Path | None:
@@ -200,6 +236,8 @@ class ModelFileLayout:
     @property
     def sources(self) -> list[Path]:
         """The model and the files it is used with (where they would be, when absent)."""
+        if self.model_file.suffix.lower() != ".h5":
+            return [self.model_file, self.description]
         return [self.model_file, *(self.found(name) or self.model_file.parent / name
                                    for name in (CALIBRATION_FILE, THRESHOLD_FILE))]
 
@@ -271,9 +309,12 @@ def open_run(run_dir: Path | None, outputs_dir: Path = OUTPUTS_DIR, flag: str = 
     config = root / CONFIG_FILE
     if not config.is_file():
         where = f"{flag} {run_dir}" if run_dir else f"{root} (the latest completed run)"
+        demo = OUTPUTS_DIR / "demo"
+        hint = (f" The demo's run is in {demo}: pass --outputs-dir {demo}." if not run_dir and
+                Path(outputs_dir) == OUTPUTS_DIR and OutputsLayout(demo).latest.is_dir() else "")
         raise MissingFileError(
             f"No training run at {where}: {config} is missing. Train one with "
-            f"scripts/03_train.py or pass {flag} outputs/runs/<run>."
+            f"scripts/03_train.py or pass {flag} outputs/runs/<run>.{hint}"
         )
     return RunLayout(root.resolve(), read_json(config, "Training config")["architecture"])
 

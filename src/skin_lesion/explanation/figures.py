@@ -137,7 +137,7 @@ def write_explanations(predictor: Predictor, cases: pd.DataFrame, out_dir: Path,
                        stem: str, metadata: np.ndarray | None = None) -> pd.DataFrame:
     """Heatmaps for ``cases`` (image_path, group, score, class_index ...): one PNG per image,
     one grid per group (in pages of GRID_ROWS), and ``<stem>.csv`` listing them."""
-    heatmaps = explain(predictor.model, decoded(cases["image_path"].tolist(), predictor.img_size), method,
+    heatmaps = explain(predictor.explainable_model(), decoded(cases["image_path"].tolist(), predictor.img_size), method,
                        metadata, cases["class_index"].to_numpy())
     shown = decoded(cases["image_path"].tolist(), FIGURE_IMAGE_SIZE)
     rows = [(image, overlay(image, heat), caption(row, predictor))

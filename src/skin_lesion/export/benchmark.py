@@ -17,14 +17,15 @@ from pathlib import Path
 import numpy as np
 
 from skin_lesion.export.catalogue import FORMATS
-from skin_lesion.export.exporter import EXPORT_DIR, size_of
+from skin_lesion.export.exporter import size_of
 from skin_lesion.export.runtimes import open_runner
+from skin_lesion.layout import RunLayout
 
 
-def models_of(run_root: Path, h5: Path) -> dict[str, Path]:
+def models_of(run: RunLayout) -> dict[str, Path]:
     """The run's ``.h5`` and every format exported from it."""
-    exported = {name: run_root / EXPORT_DIR / name / spec.file_name for name, spec in FORMATS.items()}
-    return {"h5": h5, **{name: path for name, path in exported.items() if path.exists()}}
+    exported = {name: run.export_format(name) / spec.file_name for name, spec in FORMATS.items()}
+    return {"h5": run.best_model, **{name: path for name, path in exported.items() if path.exists()}}
 
 
 #: A fresh interpreter that loads a model and scores one black image.

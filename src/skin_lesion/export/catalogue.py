@@ -6,6 +6,10 @@ from dataclasses import dataclass
 
 #: ``--format all``: every format, in the order they are written.
 ALL = "all"
+#: The model files that score without TensorFlow (LiteRT, ONNX Runtime; images decoded with OpenCV).
+TENSORFLOW_FREE_SUFFIXES = (".tflite", ".onnx")
+#: The model files with gradients here, so Grad-CAM and saliency can explain them.
+EXPLAINABLE_SUFFIXES = (".h5", ".keras")
 
 
 @dataclass(frozen=True)

@@ -18,9 +18,9 @@ import numpy as np
 
 from skin_lesion.errors import MissingFileError
 from skin_lesion.io_utils import read_json, write_json_atomic
+from skin_lesion.layout import DESCRIPTION_FILE, ModelFileLayout
 from skin_lesion.models.ood import FeatureDistance, OODDetector, PixelChecks
 
-DESCRIPTION_FILE = "description.json"
 #: Bumped when the description's fields change meaning.
 DESCRIPTION_VERSION = 1
 #: The exported models' named outputs: the probabilities and, where the model has this
@@ -59,8 +59,7 @@ def detector_of(description: dict) -> OODDetector | None:
 
 def description_path(model_path: Path) -> Path:
     """Where a model's description is: in a SavedModel's own folder, else beside the file."""
-    model_path = Path(model_path)
-    return (model_path if model_path.is_dir() else model_path.parent) / DESCRIPTION_FILE
+    return ModelFileLayout(model_path).description
 
 
 def read_description(model_path: Path) -> dict:

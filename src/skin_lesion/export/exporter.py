@@ -31,7 +31,6 @@ from skin_lesion.serving.splits import run_split_images
 
 log = logging.getLogger(__name__)
 
-EXPORT_DIR = "export"
 #: The largest difference of calibrated malignant scores a float format may show against the .h5.
 FLOAT_TOLERANCE = 1e-4
 
@@ -98,7 +97,7 @@ def chosen_formats(requested: list[str]) -> list[str]:
 
 def export_run(run: RunLayout, formats: list[str], force: bool = False) -> dict[str, dict]:
     """Write each format into ``<run>/export/<format>/``; returns each one's agreement."""
-    folders = {name: run.root / EXPORT_DIR / name for name in chosen_formats(formats)}
+    folders = {name: run.export_format(name) for name in chosen_formats(formats)}
     for folder in folders.values():
         refuse_overwrite(folder, force, "Export")
     predictor = from_run(run)

@@ -16,18 +16,19 @@ import numpy as np
 
 from skin_lesion.errors import MissingFileError
 from skin_lesion.export.description import FEATURES, PROBABILITIES
+from skin_lesion.layout import SAVED_MODEL_FILE
 from skin_lesion.model_io import IMAGE_INPUT, METADATA_INPUT
 from skin_lesion.models.saved import ModelFileError
 
 #: The file endings (or folder) of each kind of model file this project scores.
 KERAS_SUFFIXES = (".h5", ".keras")
-SAVED_MODEL_FILE = "saved_model.pb"
 SUPPORTED = ".h5, .keras, .tflite, .onnx or a SavedModel folder"
 
 
 class Runner(Protocol):
     img_size: int
     metadata_width: int  # 0 for image-only models
+    needs_tensorflow: bool  # False: its images are decoded with OpenCV, and TensorFlow never starts
 
     def __call__(self, images: np.ndarray, metadata: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
         """Raw outputs and pooled features (None without a pooled layer) for a batch."""
@@ -60,6 +61,8 @@ def feeds(images: np.ndarray, metadata: np.ndarray | None) -> dict[str, np.ndarr
 class KerasRunner:
     """An ``.h5`` or ``.keras`` model (float32 0-255 pixels in, as it was trained)."""
 
+    needs_tensorflow = True
+
     def __init__(self, model):
         from skin_lesion.models.ood import with_features
 
@@ -80,6 +83,8 @@ class KerasRunner:
 class SavedModelRunner:
     """A SavedModel's ``serving_default`` signature, as TensorFlow Serving runs it."""
 
+    needs_tensorflow = True
+
     def __init__(self, path: Path):
         import tensorflow as tf
 
@@ -96,6 +101,8 @@ class SavedModelRunner:
 class TFLiteRunner:
     """A ``.tflite`` model in LiteRT's interpreter, on every CPU core."""
 
+    needs_tensorflow = False
+
     def __init__(self, path: Path):
         from ai_edge_litert.interpreter import Interpreter
 
@@ -111,6 +118,8 @@ class TFLiteRunner:
 
 class OnnxRunner:
     """An ``.onnx`` model in ONNX Runtime (CPU)."""
+
+    needs_tensorflow = False
 
     def __init__(self, path: Path):
         import onnxruntime

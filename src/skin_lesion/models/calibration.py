@@ -31,9 +31,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy.optimize import minimize, minimize_scalar
 from scipy.special import expit, log_softmax, logit, softmax
-from sklearn.linear_model import LogisticRegression
 
 from skin_lesion.errors import ConfigError
 from skin_lesion.io_utils import read_json
@@ -121,6 +119,8 @@ def fit_bias_temperature(labels: np.ndarray, probabilities: np.ndarray, balanced
     def loss(parameters: np.ndarray) -> float:
         return negative_log_likelihood(labels, probabilities, np.exp(parameters[0]), biases_of(parameters))
 
+    from scipy.optimize import minimize  # fitting only: applying a map must start fast (06_infer.py)
+
     bounds = [(np.log(0.05), np.log(20.0))] + [(-BIAS_BOUND, BIAS_BOUND)] * (len(counts) - 1)
     result = minimize(loss, np.zeros(len(counts)), method="L-BFGS-B", bounds=bounds)
     if not result.success:
@@ -135,6 +135,10 @@ def fit_calibration(labels: np.ndarray, probabilities: np.ndarray, method: str,
                     balanced: bool = True) -> Calibration:
     """Fit ``method`` on validation labels and raw probabilities ((n,) binary, (n, classes) otherwise);
     ``balanced``: the network was trained with class weights, so its top class stays balanced."""
+    # Fitting only: scoring applies a fitted map, and must not wait for scikit-learn (06_infer.py).
+    from scipy.optimize import minimize_scalar
+    from sklearn.linear_model import LogisticRegression
+
     if method not in METHODS:
         raise ConfigError(f"Unknown calibration {method!r}; choose one of {', '.join(METHODS)}.")
     labels = np.asarray(labels, int)

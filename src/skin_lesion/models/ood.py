@@ -20,15 +20,16 @@ import itertools
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 import h5py
-import keras
 import numpy as np
-from sklearn.covariance import LedoitWolf
 
 from skin_lesion.io_utils import atomic_path
 from skin_lesion.model_io import POOLED_FEATURES
+
+if TYPE_CHECKING:  # Keras and scikit-learn are imported where used: scoring a TFLite or ONNX
+    import keras  # model with the detector imports neither (nor TensorFlow)
 
 #: The share of validation lesions the feature threshold flags (its quantile is 1 minus this).
 VALIDATION_FLAGGED = 0.01
@@ -80,6 +81,8 @@ class FeatureDistance:
 
     @classmethod
     def fit(cls, features: np.ndarray, groups: np.ndarray) -> FeatureDistance:
+        from sklearn.covariance import LedoitWolf
+
         names = np.unique(groups)
         means = np.stack([features[groups == name].mean(axis=0) for name in names])
         centred = features - means[np.searchsorted(names, groups)]
@@ -120,6 +123,8 @@ class OODDetector:
 def with_features(model: keras.Model) -> keras.Model | None:
     """The model with its pooled image features as a second output, so one pass gives both
     (None for a model without this project's pooled layer)."""
+    import keras
+
     try:
         pooled = model.get_layer(POOLED_FEATURES).output
     except ValueError:

@@ -13,12 +13,15 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import h5py
-import keras
 
 from skin_lesion.errors import MissingFileError, UserError
 from skin_lesion.io_utils import atomic_path
+
+if TYPE_CHECKING:
+    import keras
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +72,11 @@ def read_model_info(path: Path) -> dict | None:
 
 
 def load_for_prediction(path: Path) -> keras.Model:
-    """A saved ``.h5`` model for prediction only (no optimizer or metrics to rebuild)."""
+    """A saved ``.h5`` model for prediction only (no optimizer or metrics to rebuild). Keras is
+    imported here, not with the module: reading a model's facts, and scoring TFLite or ONNX
+    models, must not wait for TensorFlow."""
+    import keras
+
     path = Path(path)
     if not path.is_file():
         raise MissingFileError(f"Model file {path} not found; was the run completed?")

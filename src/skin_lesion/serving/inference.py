@@ -22,7 +22,6 @@ from tqdm import tqdm
 
 from skin_lesion.data.dataset import PATIENT_COLUMNS, detect_separator
 from skin_lesion.data.files import IMAGE_EXTENSIONS, scan_folder
-from skin_lesion.data.images import decode_files, decoding_error
 from skin_lesion.defaults import PREDICTION_BATCH
 from skin_lesion.errors import DatasetError, MissingFileError
 from skin_lesion.formatting import score_text
@@ -96,6 +95,17 @@ def join_metadata(inputs: Inputs, metadata_file: Path) -> pd.DataFrame:
     return joined.fillna("").reset_index(drop=True)
 
 
+def image_decoder(predictor: Predictor):
+    """The decoding module for ``predictor``: OpenCV's for models that score without TensorFlow
+    (TFLite, ONNX: importing TensorFlow would take far longer than scoring), else TensorFlow's,
+    as in training."""
+    if predictor.without_tensorflow:
+        from skin_lesion.data import opencv_images as decoder
+    else:
+        from skin_lesion.data import images as decoder
+    return decoder
+
+
 def predict_paths(predictor: Predictor, paths: list[str], metadata: pd.DataFrame | None = None,
                   batch_size: int = PREDICTION_BATCH, progress: bool = True,
                   contents: list[bytes] | None = None) -> Iterator[dict]:
@@ -103,6 +113,7 @@ def predict_paths(predictor: Predictor, paths: list[str], metadata: pd.DataFrame
     ``contents``: the files' bytes, already in memory (the app's uploads, never written to
     disk); ``paths`` then only name them."""
     size = (predictor.img_size, predictor.img_size)
+    decoder = image_decoder(predictor)
     encoded, notes = predictor.encode_metadata(metadata if metadata is not None
                                                else pd.DataFrame(index=range(len(paths))))
     next_index = 0
@@ -112,12 +123,12 @@ def predict_paths(predictor: Predictor, paths: list[str], metadata: pd.DataFrame
     def error_rows(stop: int) -> Iterator[dict]:
         nonlocal next_index
         for index in range(next_index, stop):
-            error = decoding_error(paths[index], size, contents and contents[index])
+            error = decoder.decoding_error(paths[index], size, contents and contents[index])
             yield {"path": paths[index], "error": error or "unreadable"}
             bar.update(1)
         next_index = max(next_index, stop)
 
-    for indices, images, sizes in decode_files(paths, size, batch_size, contents, original_sizes=True):
+    for indices, images, sizes in decoder.decode_files(paths, size, batch_size, contents, original_sizes=True):
         assessment = predictor.assess(images, None if encoded is None else encoded[indices], [tuple(s) for s in sizes])
         probabilities = assessment.probabilities
         for position, (index, probability, score) in enumerate(zip(indices, probabilities,
@@ -232,8 +243,8 @@ def infer(predictor: Predictor, source: Path, output: Path | None, batch_size: i
                     "--metadata FILE): every image is scored with unknown metadata.",
                     ", ".join(PATIENT_COLUMNS))
     log.info("Scoring %d file(s) at %dx%d, the model's input size (decoded as in training: "
-             "DCT-scaled JPEG decode, area resize)", len(inputs.paths), predictor.img_size,
-             predictor.img_size)
+             "DCT-scaled JPEG decode, area resize%s)", len(inputs.paths), predictor.img_size,
+             predictor.img_size, ", with OpenCV" if predictor.without_tensorflow else "")
     failures: list[dict] = []
     unusual: list[dict] = []
     rows = noting_problems(predict_paths(predictor, inputs.paths, metadata, batch_size), failures, unusual)

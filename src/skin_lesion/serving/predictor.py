@@ -1,26 +1,31 @@
 """A trained model ready to score images: the model with its task, calibration, tuned threshold
-and metadata encoding, from a run folder or from a copied ``.h5`` file.
+and metadata encoding, from a run folder, a copied ``.h5`` file or an exported model.
 
 Evaluation, inference, explanations and the web app all score through a ``Predictor``, so a
 file gets the same calibrated score and label everywhere. A model file copied without its run
 folder brings what it knows about itself (``skin_lesion.models.saved``): its task over its label
 space, so the meaning of its outputs comes from the model and never from one dataset's codes.
 ``threshold.json`` and ``calibration.json`` are looked for beside it (``ModelFileLayout``), and
-what had to be assumed instead is listed in ``notes``.
+what had to be assumed instead is listed in ``notes``. An exported model (08_export.py: .keras,
+SavedModel, TFLite, ONNX) brings all of it in its ``description.json``; all but the ``.keras``
+file score through their own runtime (``skin_lesion.export.runtimes``), TFLite and ONNX without
+TensorFlow, and have no gradients for explanations.
 """
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import keras
 import numpy as np
 import pandas as pd
 
 from skin_lesion.data.records import task_of_outputs, task_of_record
 from skin_lesion.data.metadata import MetadataEncoding
 from skin_lesion.defaults import UNTUNED_THRESHOLD
+from skin_lesion.export.description import description_path, detector_of, read_description
+from skin_lesion.export.runtimes import Runner, model_kind, open_runner
 from skin_lesion.io_utils import read_json
 from skin_lesion.layout import ModelFileLayout, RunLayout
 from skin_lesion.model_io import IMAGE_INPUT, METADATA_INPUT
@@ -28,6 +33,9 @@ from skin_lesion.models.calibration import Calibration
 from skin_lesion.models.ood import OODDetector, load_detector, with_features
 from skin_lesion.models.saved import ModelFileError, load_for_prediction, read_model_info
 from skin_lesion.tasks import Task
+
+if TYPE_CHECKING:  # Keras is imported by the formats that need it, never to score TFLite or ONNX
+    import keras
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +52,10 @@ class Assessment:
 
 @dataclass
 class Predictor:
-    """Scores batches of images (uint8 RGB at the model's size) and, if used, metadata."""
+    """Scores batches of images (uint8 RGB at the model's size) and, if used, metadata:
+    through the Keras ``model`` (``.h5``, ``.keras``), else through the ``runner`` of its format."""
 
-    model: keras.Model
+    model: keras.Model | None
     model_file: Path
     task: Task
     calibration: Calibration = field(default_factory=Calibration)
@@ -55,6 +64,7 @@ class Predictor:
     ood: OODDetector | None = None
     notes: list[str] = field(default_factory=list)
     assessing_model: keras.Model | None = field(default=None, repr=False)
+    runner: Runner | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.ood is None:
@@ -68,11 +78,26 @@ class Predictor:
 
     @property
     def img_size(self) -> int:
-        return int(image_input(self.model).shape[1])
+        return self.runner.img_size if self.runner else int(image_input(self.model).shape[1])
 
     @property
     def uses_metadata(self) -> bool:
-        return len(self.model.inputs) > 1
+        return self.runner.metadata_width > 0 if self.runner else len(self.model.inputs) > 1
+
+    @property
+    def without_tensorflow(self) -> bool:
+        """Whether it scores without TensorFlow (TFLite, ONNX): then images are decoded with
+        OpenCV too (``skin_lesion.data.opencv_images``), and TensorFlow is never imported."""
+        return self.runner is not None and not self.runner.needs_tensorflow
+
+    def explainable_model(self) -> keras.Model:
+        """The Keras model, for Grad-CAM and saliency, which need its gradients; the other formats
+        are refused in one line that says what to use instead."""
+        if self.model is None:
+            raise ModelFileError(f"{self.model_file.name} (a {model_kind(self.model_file)} model) has no gradients "
+                                 "here, so it cannot be explained (Grad-CAM, saliency); its scores stand. "
+                                 "Explain with the run's .h5 or the .keras export.")
+        return self.model
 
     @property
     def threshold(self) -> float:
@@ -84,13 +109,22 @@ class Predictor:
         images = np.asarray(images, np.float32)
         if not self.uses_metadata:
             return images
+        return {IMAGE_INPUT: images, METADATA_INPUT: self.metadata_for(len(images), metadata)}
+
+    def metadata_for(self, count: int, metadata: np.ndarray | None) -> np.ndarray | None:
+        """A batch's metadata input: as given, else 'unknown' for each image (None if unused)."""
+        if not self.uses_metadata:
+            return None
         if metadata is None:
-            metadata, _ = self.encoding.encode(pd.DataFrame(index=range(len(images))))
-        return {IMAGE_INPUT: images, METADATA_INPUT: metadata}
+            metadata, _ = self.encoding.encode(pd.DataFrame(index=range(count)))
+        return metadata
 
     def probabilities(self, images: np.ndarray, metadata: np.ndarray | None = None) -> np.ndarray:
         """Calibrated probabilities: shape (n,) for binary models, (n, classes) otherwise."""
-        outputs = self.model.predict_on_batch(self.inputs(images, metadata))
+        if self.runner:
+            outputs, _ = self.runner(images, self.metadata_for(len(images), metadata))
+        else:
+            outputs = self.model.predict_on_batch(self.inputs(images, metadata))
         return self.calibration.apply(self.task.probabilities(outputs))
 
     def assess(self, images: np.ndarray, metadata: np.ndarray | None = None,
@@ -100,11 +134,17 @@ class Predictor:
         if self.ood is None:
             probabilities = self.probabilities(images, metadata)
             return Assessment(probabilities, np.full(len(images), np.nan), [""] * len(images))
-        if self.assessing_model is None:
-            self.assessing_model = with_features(self.model)
-        outputs, features = self.assessing_model.predict_on_batch(self.inputs(images, metadata))
+        outputs, features = self.outputs_and_features(images, metadata)
         distances, reasons = self.ood.reasons(images, np.asarray(features), original_sizes)
         return Assessment(self.calibration.apply(self.task.probabilities(np.asarray(outputs))), distances, reasons)
+
+    def outputs_and_features(self, images: np.ndarray, metadata: np.ndarray | None):
+        """Raw outputs and pooled image features, in one pass."""
+        if self.runner:
+            return self.runner(images, self.metadata_for(len(images), metadata))
+        if self.assessing_model is None:
+            self.assessing_model = with_features(self.model)
+        return self.assessing_model.predict_on_batch(self.inputs(images, metadata))
 
     def encode_metadata(self, table: pd.DataFrame) -> tuple[np.ndarray | None, list[str]]:
         """The metadata input for rows with ``age``, ``sex``, ``localization`` (None if unused)."""
@@ -167,10 +207,31 @@ def from_run(run: RunLayout) -> Predictor:
     return predictor
 
 
+def from_export(path: Path) -> Predictor:
+    """The predictor of an exported model from its ``description.json`` alone, so a copied export
+    folder scores as the run does: the ``.keras`` file in Keras, the others through their runners."""
+    in_keras = model_kind(path) == "keras"
+    description = read_description(path)
+    info, where = description["model_info"], str(description_path(path))
+    encoding, calibration = info.get("metadata_encoding"), description.get("calibration")
+    predictor = Predictor(load_for_prediction(path) if in_keras else None, path, task_of_record(info, where),
+                          Calibration.from_dict(calibration) if calibration else Calibration(),
+                          description.get("threshold"), MetadataEncoding.from_dict(encoding) if encoding else None,
+                          detector_of(description), runner=None if in_keras else open_runner(path))
+    if not calibration:
+        predictor.notes.append(f"{where} has no calibration: the model's raw probabilities are used.")
+    if predictor.threshold_record is None:
+        predictor.notes.append(f"{where} has no tuned threshold: labelling at threshold {UNTUNED_THRESHOLD}.")
+    return predictor
+
+
 def from_model_file(path: Path) -> Predictor:
-    """The predictor of a copied ``.h5`` file, with whatever files came with it."""
+    """The predictor of a copied ``.h5`` file, with whatever files came with it, or of an
+    exported model (any other format)."""
     path = Path(path)
     files = ModelFileLayout(path).require()
+    if path.suffix.lower() != ".h5":
+        return from_export(path)
     model = load_for_prediction(path)
     info = read_model_info(path) or {}
     task = task_of_record(info, str(path)) if info else task_of_outputs(model.outputs[0].shape[-1], path)
@@ -197,7 +258,7 @@ def from_model_file(path: Path) -> Predictor:
 
 
 def load_predictor(run: RunLayout | None = None, model_file: Path | None = None) -> Predictor:
-    """From a copied model file when given, else from the run; notes are logged as warnings."""
+    """From a model file when given, else from the run; notes are logged as warnings."""
     predictor = from_model_file(model_file) if model_file else from_run(run)
     for note in predictor.notes:
         log.warning(note)
