@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -196,7 +197,8 @@ def test_garbage_files_never_crash(tmp_path, description, log, metrics, reason):
         assert row["status"].startswith("broken: ") and reason in row["status"]
     else:
         assert row["status"] == "running or interrupted" and pd.isna(row["test_roc_auc"])
-    compare.markdown(compare.display_table(compare.runs_table(tmp_path)))
+    table = compare.runs_table(tmp_path)
+    compare.tables_text(table, compare.seed_groups(table))
 
 
 def test_search_trials_carry_study_and_trial(outputs):
@@ -237,6 +239,90 @@ def test_printed_table_rounds_intervals_and_leaves_out_empty_columns(outputs):
     assert lines[1].startswith("| ---")
 
 
+
+def seeded(seed: int, status: str = "completed", task: str = "binary", split: str = "ab12", **settings) -> dict:
+    """A training_config.json of the test recipe with ``seed``; ``settings`` change the recipe.
+    Each seed's outputs folder differs: where a run's files go is not part of its recipe."""
+    description = config(task=task, status=status, split_sha256=split)
+    description["settings"].update(seed=seed, outputs_dir=f"/machine{seed}/outputs", **settings)
+    return description
+
+
+def seeded_run(root: Path, description: dict, val: float, test: dict | None) -> RunLayout:
+    return make_run(root, description, logs={1: log_rows([val - 0.1, val]), 2: log_rows([val - 0.2])},
+                    metrics=test)
+
+
+def binary_test(roc: float, pr: float) -> dict:
+    return {"binary": {"roc_auc": interval(roc, roc - 0.05, roc + 0.05), "pr_auc": interval(pr, pr - 0.1, pr + 0.1)}}
+
+
+#: seed -> (best validation PR-AUC, test ROC-AUC, test PR-AUC) of three runs of one recipe.
+SEED_FIGURES = {0: (0.70, 0.90, 0.60), 1: (0.74, 0.93, 0.66), 2: (0.71, 0.88, 0.61)}
+
+
+@pytest.fixture
+def seed_outputs(tmp_path) -> Path:
+    """Three seeds of one recipe, and runs that must stay out of its group."""
+    for seed, (val, roc, pr) in SEED_FIGURES.items():
+        seeded_run(tmp_path / f"runs/seed{seed}", seeded(seed), val, binary_test(roc, pr))
+    seeded_run(tmp_path / "runs/dropout", seeded(3, dropout=0.5), 0.9, binary_test(0.99, 0.9))  # another recipe
+    seeded_run(tmp_path / "runs/other_split", seeded(4, split="cd34"), 0.9, binary_test(0.99, 0.9))  # other data
+    make_run(tmp_path / "runs/running", seeded(5, status="running"), logs={1: log_rows([0.99])}, model=False)
+    make_run(tmp_path / "runs/broken", "{", model=False)
+    return tmp_path
+
+
+def test_runs_that_differ_only_in_seed_are_grouped_with_their_mean_and_spread(seed_outputs):
+    table = compare.runs_table(seed_outputs)
+    groups = compare.seed_groups(table)
+    assert len(groups) == 1
+    group = groups.iloc[0]
+    assert (group["runs"], group["seeds"]) == (3, "0 1 2")
+    assert sorted(group["paths"].split(";")) == ["runs/seed0", "runs/seed1", "runs/seed2"]
+    assert by_run(table)["runs/seed0"]["recipe"] == group["recipe"] != by_run(table)["runs/dropout"]["recipe"]
+    for index, figure in enumerate(("val_pr_auc", "test_roc_auc", "test_pr_auc")):
+        values = np.array([figures[index] for figures in SEED_FIGURES.values()])
+        assert group[f"{figure}_n"] == 3
+        assert group[f"{figure}_mean"] == pytest.approx(values.mean())
+        assert group[f"{figure}_std"] == pytest.approx(values.std(ddof=1))
+        assert (group[f"{figure}_min"], group[f"{figure}_max"]) == (values.min(), values.max())
+    assert group["test_balanced_accuracy_n"] == 0
+    shown = compare.display_groups(groups).iloc[0]
+    rocs = np.array([figures[1] for figures in SEED_FIGURES.values()])
+    assert shown["test ROC-AUC"] == f"{rocs.mean():.3f} ± {rocs.std(ddof=1):.3f} ({rocs.min():.3f}–{rocs.max():.3f})"
+    assert "bal. acc." not in shown and (shown["arch"], shown["seeds"]) == ("simple_cnn", "0 1 2")
+
+
+def test_seven_class_groups_show_balanced_accuracy_over_the_runs_evaluated(tmp_path):
+    accuracies = {0: 0.55, 1: 0.61}
+    for seed, accuracy in accuracies.items():
+        metrics = {**MULTICLASS_METRICS, "multiclass": {"balanced_accuracy": interval(accuracy, 0.5, 0.7),
+                                                        "macro_roc_auc": interval(0.9, 0.85, 0.95)}}
+        seeded_run(tmp_path / f"runs/seed{seed}", seeded(seed, task="multiclass"), 0.5, metrics)
+    seeded_run(tmp_path / "runs/seed2", seeded(2, task="multiclass"), 0.5, None)  # not evaluated yet
+    group = compare.seed_groups(compare.runs_table(tmp_path)).iloc[0]
+    values = np.array(list(accuracies.values()))
+    assert (group["runs"], group["test_balanced_accuracy_n"], group["val_pr_auc_n"]) == (3, 2, 3)
+    assert group["test_balanced_accuracy_std"] == pytest.approx(values.std(ddof=1))
+    shown = compare.display_groups(pd.DataFrame([group])).iloc[0]
+    assert shown["bal. acc."] == f"{values.mean():.3f} ± {values.std(ddof=1):.3f} (0.550–0.610) n=2"
+    assert shown["macro AUC"] == "0.900 ± 0.000 (0.900–0.900) n=2"
+
+
+def test_script_shows_and_writes_the_seed_groups(seed_outputs):
+    result = run_script("compare_runs.py", "--outputs-dir", seed_outputs)
+    assert "7 runs (1 broken), 1 seed groups" in result.stderr
+    runs_part, groups_part = result.stdout.split("## Seed groups")
+    headers = [cell.strip() for cell in runs_part.splitlines()[0].split("|")]
+    assert "seed" in headers and "recipe" in headers
+    assert groups_part.count("\n| ") == 3  # header, rule, one group
+    written = pd.read_csv(seed_outputs / "run_groups.csv")
+    assert list(written.columns) == compare.GROUP_COLUMNS and written["seeds"].tolist() == ["0 1 2"]
+    assert written["test_pr_auc_mean"].iloc[0] == pytest.approx(np.mean([0.60, 0.66, 0.61]))
+    assert result.stdout in (seed_outputs / "runs.md").read_text()
+
+
 def test_module_does_not_load_tensorflow():
     code = ("import sys, skin_lesion.evaluation.compare\n"
             "print(sorted(m for m in ('tensorflow', 'keras', 'cv2', 'sklearn') if m in sys.modules))")
@@ -251,7 +337,9 @@ def test_script_prints_and_writes_the_tables(outputs, tmp_path):
     assert list(written.columns) == compare.COLUMNS
     markdown = (tmp_path / "tables/runs.md").read_text()
     assert result.stdout in markdown and "0.912 [0.890, 0.931]" in result.stdout
-    assert result.stdout.count("broken:") == 3 and "8 runs (3 broken)" in result.stderr
+    assert result.stdout.count("broken:") == 3 and "8 runs (3 broken), 0 seed groups" in result.stderr
+    assert "Seed groups" not in result.stdout  # no recipe ran with two seeds
+    assert pd.read_csv(tmp_path / "tables/run_groups.csv").empty
     assert not (outputs / "runs.csv").exists()
 
 

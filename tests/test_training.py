@@ -102,7 +102,8 @@ def test_console_shows_one_readable_line_per_epoch_and_run_log_keeps_it(binary_r
         assert line in run_log
     # Between the last epoch and "Run complete" the console says what the run is doing.
     after = run_log.split(lines[-1], 1)[1].split("Run complete", 1)[0]
-    assert "scoring the" in after and "validation images" in after and "Calibration fitted (platt)" in after
+    assert "Scoring the" in after and "validation images" in after and "Calibration fitted (platt)" in after
+    assert "out-of-distribution flag" in after and "Writing the history plot" in after
 
 
 def test_tensorboard_steps_count_epochs_from_one_with_the_epochs_learning_rate(binary_run):
@@ -239,6 +240,54 @@ def test_bad_config_key_and_bad_flags_are_refused(split_file, tmp_path):
                         "--outputs-dir", tmp_path, check=False)
     assert result.returncode == 2 and "--calibration platt is for binary models, this run is multiclass" in result.stderr
     assert not (tmp_path / "runs").exists()
+
+
+
+def test_seeds_train_the_same_settings_once_per_seed(split_file, tmp_path):
+    result = run_script("03_train.py", "--split-file", split_file, "--outputs-dir", tmp_path, "--architecture",
+                        "simple_cnn", "--weights", "none", "--img-size", 32, "--skip-phase1", "--epochs2", 1,
+                        "--seeds", 0, 1)
+    records = [json.loads(path.read_text()) for path in sorted((tmp_path / "runs").glob("*/training_config.json"))]
+    assert sorted(record["settings"]["seed"] for record in records) == [0, 1]
+    assert all(record["status"] == "completed" for record in records)
+    assert [{**record["settings"], "seed": None} for record in records[1:]] == \
+        [{**records[0]["settings"], "seed": None}]
+    assert sorted(record["seeds"]["tensorflow"] for record in records) == [0, 1]
+    assert "Seed 1 of 2: --seed 0" in result.stderr and "Seed 2 of 2: --seed 1" in result.stderr
+    assert result.stderr.index("Seed 2 of 2") > result.stderr.index("Run complete")
+
+
+def test_seeds_refuse_seed_resume_and_repeats_in_one_line(split_file, tmp_path):
+    stopped = tmp_path / "stopped"
+    stopped.mkdir()
+    (stopped / "training_config.json").write_text(json.dumps({"architecture": "simple_cnn", "status": "running"}))
+    settings = ["--split-file", split_file, "--outputs-dir", tmp_path, "--architecture", "simple_cnn"]
+    for flags, message in (([*settings, "--seeds", 0, 1, "--seed", 3], "--seeds and --seed together"),
+                           (["--resume", stopped, "--seeds", 0, 1], "it cannot take --seeds."),
+                           ([*settings, "--seeds", 2, 0, 2], "--seeds lists 2 more than once"),
+                           ([*settings, "--seeds", 0, -1], "--seed must be in [0, 2**32); got -1")):
+        result = run_script("03_train.py", *flags, check=False)
+        assert result.returncode == 2 and message in result.stderr, result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_failing_seed_says_which_and_stops_the_others(monkeypatch, caplog):
+    from skin_lesion.training import trainer
+    from skin_lesion.training.config import TrainConfig, one_per_seed
+
+    trained = []
+
+    def fake_train(config):
+        if config.seed == 5:
+            raise RuntimeError("out of memory")
+        trained.append(config.seed)
+
+    monkeypatch.setattr(trainer, "train", fake_train)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        trainer.train_seeds(one_per_seed(TrainConfig(architecture="simple_cnn").resolved(), [4, 5, 6], {}))
+    assert trained == [4]
+    assert "Seed 2 of 3 (--seed 5) did not complete; finished: 4; not started: 6." in caplog.text
 
 
 TRAIN_ONE = """

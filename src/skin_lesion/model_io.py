@@ -9,3 +9,9 @@ METADATA_INPUT = "metadata"
 BACKBONE = "backbone"
 POOLED_FEATURES = "pool"
 OUTPUT_LAYER = "prediction"
+#: An ensemble's layers (``skin_lesion.models.ensemble``): member ``i`` is the sub-model
+#: ``member_i``, fed by ``resize_i`` (absent when it takes the ensemble's own size), and its
+#: probabilities are scaled by its weight in ``weight_i`` before they are added.
+MEMBER_PREFIX = "member_"
+RESIZE_PREFIX = "resize_"
+WEIGHT_PREFIX = "weight_"

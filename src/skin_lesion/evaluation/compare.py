@@ -5,11 +5,15 @@ trials in ``search/<study>/runs/<run>``). Each becomes one row built from the fi
 wrote: settings and status from the config, the best validation PR-AUC from the epoch logs,
 test results from ``test_metrics.json`` (image level, no TTA) and the tuned threshold. A folder
 that cannot be read completely is still listed, as ``broken: <why>``, so nothing is hidden.
+Completed runs that differ only in their seed (same ``recipe``: settings and split) form seed
+groups, summarised by the mean and spread of each figure in a second table.
 ``runs.csv`` keeps full-precision numbers (interval bounds in ``_low``/``_high`` columns);
 the printed table and ``runs.md`` round them. This module imports no TensorFlow.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import os
 import re
@@ -35,15 +39,18 @@ TEST_METRICS = (("test_roc_auc", SCREENING_METRICS, "roc_auc"),
                 ("test_balanced_accuracy", CLASS_METRICS, "balanced_accuracy"),
                 ("test_macro_roc_auc", CLASS_METRICS, "macro_roc_auc"))
 COLUMNS = ["run", "study", "trial", "dataset", "data_dir", "architecture", "task", "img_size", "epochs_planned",
-           "epochs_completed", "learning_rate_phase1", "learning_rate_phase2", "use_metadata",
+           "epochs_completed", "learning_rate_phase1", "learning_rate_phase2", "use_metadata", "seed", "recipe",
            "val_pr_auc", "best_epoch",
            *[f"{name}{end}" for name, _, _ in TEST_METRICS[:2] for end in ("", "_low", "_high")],
            "threshold",
            *[f"{name}{end}" for name, _, _ in TEST_METRICS[2:] for end in ("", "_low", "_high")],
            "training_seconds", "started", "status", "path"]
-INTEGER_COLUMNS = ["trial", "img_size", "epochs_planned", "epochs_completed", "best_epoch"]
+INTEGER_COLUMNS = ["trial", "img_size", "epochs_planned", "epochs_completed", "best_epoch", "seed"]
 #: Sorted A-Z / low-high; every other column high-low (best metrics, newest runs first).
-ASCENDING = {"run", "study", "trial", "dataset", "data_dir", "architecture", "task", "status", "path"}
+ASCENDING = {"run", "study", "trial", "dataset", "data_dir", "architecture", "task", "seed", "recipe", "status",
+             "path"}
+#: Settings that say where a run's files go, not what it learns: left out of its recipe.
+PLACE_SETTINGS = ("outputs_dir", "cache_dir")
 RUN_NAME_TIME = re.compile(r"^(\d{8}-\d{6})_")
 
 
@@ -144,6 +151,18 @@ def history_columns(history: pd.DataFrame) -> dict:
             "training_seconds": round(float(history["seconds"].sum()), 1)}
 
 
+def recipe_of(config: dict) -> str | None:
+    """A short digest of everything that decides what a run learns except its seed: its settings
+    (the split file's path among them) and the split file's content, so that runs differing only
+    in seed share it. None without settings."""
+    settings = config.get("settings")
+    if not isinstance(settings, dict):
+        return None
+    recipe = {key: value for key, value in settings.items() if key not in ("seed", *PLACE_SETTINGS)}
+    text = json.dumps([recipe, config.get("split_sha256")], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
 def config_columns(config: dict) -> tuple[dict, list[str]]:
     """Settings and record of a training_config.json, and the keys it lacks."""
     missing = [key for key in REQUIRED_KEYS if key not in config]
@@ -160,6 +179,7 @@ def config_columns(config: dict) -> tuple[dict, list[str]]:
            "learning_rate_phase1": number(settings.get("learning_rate")) if 1 in trained else None,
            "learning_rate_phase2": number(settings.get("fine_tune_learning_rate")) if 2 in trained else None,
            "use_metadata": metadata if isinstance(metadata, bool) else None,
+           "seed": integer(settings.get("seed")), "recipe": recipe_of(config),
            "val_pr_auc": number(best.get("val_pr_auc")), "best_epoch": integer(config.get("best_epoch")),
            "epochs_completed": integer(config.get("epochs_completed")),
            "training_seconds": number(config.get("training_seconds")),
@@ -314,6 +334,11 @@ def number_text(value: Any, style: str = "g") -> str:
     return text(value) if not isinstance(value, (int, float)) or pd.isna(value) else f"{value:{style}}"
 
 
+#: Headers of the figures a seed group summarises (runs.csv column -> header).
+FIGURES = {"val_pr_auc": "val PR-AUC", "test_roc_auc": "test ROC-AUC", "test_pr_auc": "test PR-AUC",
+           "test_balanced_accuracy": "bal. acc.", "test_macro_roc_auc": "macro AUC"}
+CI = " [95% CI]"
+
 #: Printed columns: header -> text of a row. Columns empty in every row are left out.
 DISPLAY: dict[str, Callable[[pd.Series], str]] = {
     "run": lambda r: text(r["run"]),
@@ -329,24 +354,33 @@ DISPLAY: dict[str, Callable[[pd.Series], str]] = {
     "lr1": lambda r: number_text(r["learning_rate_phase1"]),
     "lr2": lambda r: number_text(r["learning_rate_phase2"]),
     "meta": lambda r: {True: "yes", False: "no"}.get(r["use_metadata"], text(r["use_metadata"])),
-    "val PR-AUC": lambda r: fixed(3)(r["val_pr_auc"]),
+    "seed": lambda r: number_text(r["seed"], ".0f"),
+    "recipe": lambda r: text(r["recipe"]),
+    FIGURES["val_pr_auc"]: lambda r: fixed(3)(r["val_pr_auc"]),
     "best epoch": lambda r: number_text(r["best_epoch"], ".0f"),
-    "test ROC-AUC [95% CI]": lambda r: with_interval(r, "test_roc_auc"),
-    "test PR-AUC [95% CI]": lambda r: with_interval(r, "test_pr_auc"),
+    FIGURES["test_roc_auc"] + CI: lambda r: with_interval(r, "test_roc_auc"),
+    FIGURES["test_pr_auc"] + CI: lambda r: with_interval(r, "test_pr_auc"),
     "threshold": lambda r: fixed(3)(r["threshold"]),
-    "bal. acc. [95% CI]": lambda r: with_interval(r, "test_balanced_accuracy"),
-    "macro AUC [95% CI]": lambda r: with_interval(r, "test_macro_roc_auc"),
+    FIGURES["test_balanced_accuracy"] + CI: lambda r: with_interval(r, "test_balanced_accuracy"),
+    FIGURES["test_macro_roc_auc"] + CI: lambda r: with_interval(r, "test_macro_roc_auc"),
     "time": lambda r: duration(r["training_seconds"]),
     "status": lambda r: text(r["status"]),
 }
 
 
-def display_table(table: pd.DataFrame) -> pd.DataFrame:
-    """The table as rounded text for people; columns without any value are dropped."""
+def rendered(table: pd.DataFrame, columns: dict[str, Callable[[pd.Series], str]],
+             always: tuple[str, ...]) -> pd.DataFrame:
+    """``table`` as text for people through ``columns``; columns without any value are dropped
+    (but those in ``always``), so that a table of binary runs has no 7-class columns."""
     shown = pd.DataFrame({header: [render(row) for _, row in table.iterrows()]
-                          for header, render in DISPLAY.items()}, columns=list(DISPLAY))
-    keep = [header for header in shown if header in ("run", "status") or (shown[header] != "").any()]
+                          for header, render in columns.items()}, columns=list(columns))
+    keep = [header for header in shown if header in always or (shown[header] != "").any()]
     return shown[keep]
+
+
+def display_table(table: pd.DataFrame) -> pd.DataFrame:
+    """The runs table as rounded text for people."""
+    return rendered(table, DISPLAY, ("run", "status"))
 
 
 def markdown(frame: pd.DataFrame) -> str:
@@ -354,9 +388,89 @@ def markdown(frame: pd.DataFrame) -> str:
     return markdown_table(frame.columns, frame.itertuples(index=False)) + "\n"
 
 
-def write_tables(table: pd.DataFrame, out_dir: Path) -> tuple[Path, Path]:
-    """``runs.csv`` (every column, full precision) and ``runs.md`` (the printed table), atomically."""
-    csv_path, md_path = Path(out_dir) / "runs.csv", Path(out_dir) / "runs.md"
-    write_text_atomic(csv_path, table.to_csv(index=False))
-    write_text_atomic(md_path, "# Training runs\n\n" + markdown(display_table(table)))
-    return csv_path, md_path
+#: Statistics of each figure over a seed group, as ``<figure>_<statistic>`` columns.
+STATISTICS = ("n", "mean", "std", "min", "max")
+#: Columns of run_groups.csv: the recipe, what it is, its runs, then each figure's statistics.
+GROUP_COLUMNS = ["recipe", "dataset", "data_dir", "architecture", "task", "img_size", "epochs_planned",
+                 "learning_rate_phase1", "learning_rate_phase2", "use_metadata", "runs", "seeds",
+                 *[f"{figure}_{statistic}" for figure in FIGURES for statistic in STATISTICS], "paths"]
+GROUPS_NOTE = ("Completed runs whose settings and split are the same except the seed (`recipe` in "
+               "runs.csv): mean ± sample standard deviation (min–max) of each figure over the runs; "
+               "n=K where only K of them have it.")
+
+
+def spread(values: pd.Series) -> dict:
+    """Count, mean, sample standard deviation (n - 1: the seeds are a sample of all seeds) and
+    range of the values present; a figure missing from some runs is summarised over the others."""
+    present = values.dropna().astype(float)
+    return {"n": len(present), "mean": present.mean(), "std": present.std(ddof=1),
+            "min": present.min(), "max": present.max()}
+
+
+def group_row(runs: pd.DataFrame) -> dict:
+    """One seed group: its recipe's description from its first run, its seeds and its spreads."""
+    row = {column: runs.iloc[0][column] for column in GROUP_COLUMNS if column in COLUMNS}
+    row.update(runs=len(runs), seeds=" ".join(str(seed) for seed in sorted(runs["seed"])),
+               paths=";".join(runs["path"]))
+    for figure in FIGURES:
+        row.update({f"{figure}_{name}": value for name, value in spread(runs[figure]).items()})
+    return row
+
+
+def seed_groups(table: pd.DataFrame) -> pd.DataFrame:
+    """The completed runs that differ only in seed, one row per recipe with at least two seeds
+    (in the order of the runs table), so a difference between recipes can be set against the
+    difference between seeds. Broken, running and pruned runs stay out: their figures are partial."""
+    done = table[(table["status"] == "completed") & table["recipe"].notna() & table["seed"].notna()]
+    rows = [group_row(runs) for _, runs in done.groupby("recipe", sort=False) if runs["seed"].nunique() >= 2]
+    return pd.DataFrame(rows, columns=GROUP_COLUMNS)
+
+
+def spread_text(row: pd.Series, figure: str) -> str:
+    """``0.912 ± 0.012 (0.897–0.925)``, the value alone when one run has it, ``n=2`` appended when
+    only some runs have it, empty when none has."""
+    count = row[f"{figure}_n"]
+    if not count:
+        return ""
+    three = fixed(3)
+    shown = three(row[f"{figure}_mean"])
+    if count >= 2:
+        shown += f" ± {three(row[f'{figure}_std'])} ({three(row[f'{figure}_min'])}–{three(row[f'{figure}_max'])})"
+    return shown + ("" if count == row["runs"] else f" n={count}")
+
+
+#: Printed columns of the seed groups: the recipe as in the runs table, then each figure's spread.
+GROUP_DISPLAY: dict[str, Callable[[pd.Series], str]] = {
+    **{header: DISPLAY[header] for header in ("recipe", "data", "arch", "task", "img")},
+    "epochs": lambda r: number_text(r["epochs_planned"], ".0f"),
+    **{header: DISPLAY[header] for header in ("lr1", "lr2", "meta")},
+    "runs": lambda r: number_text(r["runs"], "d"),
+    "seeds": lambda r: text(r["seeds"]),
+    **{header: (lambda r, figure=figure: spread_text(r, figure)) for figure, header in FIGURES.items()},
+}
+
+
+def display_groups(groups: pd.DataFrame) -> pd.DataFrame:
+    """The seed groups as rounded text for people."""
+    return rendered(groups, GROUP_DISPLAY, ("recipe", "seeds"))
+
+
+def tables_text(table: pd.DataFrame, groups: pd.DataFrame) -> str:
+    """The runs table in Markdown, followed by the seed groups when a recipe ran with two seeds."""
+    runs = markdown(display_table(table))
+    if groups.empty:
+        return runs
+    return f"{runs}\n## Seed groups\n\n{GROUPS_NOTE}\n\n{markdown(display_groups(groups))}"
+
+
+def write_tables(table: pd.DataFrame, groups: pd.DataFrame, out_dir: Path) -> list[Path]:
+    """``runs.csv`` (every column, full precision), ``run_groups.csv`` (the seed groups, header
+    only when there are none, so a stale file never outlives its runs) and ``runs.md`` (the
+    printed tables), atomically."""
+    out_dir = Path(out_dir)
+    written = {out_dir / "runs.csv": table.to_csv(index=False),
+               out_dir / "run_groups.csv": groups.to_csv(index=False),
+               out_dir / "runs.md": "# Training runs\n\n" + tables_text(table, groups)}
+    for path, content in written.items():
+        write_text_atomic(path, content)
+    return list(written)

@@ -15,6 +15,7 @@ from sklearn import metrics
 
 from skin_lesion.data.split import split_grouping
 from skin_lesion.defaults import BOOTSTRAP_SAMPLES, PREDICTION_BATCH, UNTUNED_THRESHOLD
+from skin_lesion.evaluation.ensemble_report import compare_with_members
 from skin_lesion.evaluation.model_card import write_model_card
 from skin_lesion.io_utils import read_json, refuse_overwrite, write_json_atomic, write_text_atomic
 from skin_lesion.layout import RunLayout
@@ -250,6 +251,10 @@ def evaluate_run(run: RunLayout, tta: bool = False, lesion_level: bool = False,
                    "images": int(len(table)), "lesions": int(table["lesion_id"].nunique()),
                    "out_of_distribution": ood_summary(predictor, table)})
 
+    members = read_json(run.config, "Training config").get("members")
+    if members and not tag:  # an ensemble, against its members on the same test images
+        result["ensemble_comparison"] = compare_with_members(members, predictor, table, probabilities,
+                                                             grouped_by, bootstrap)
     if result["out_of_distribution"]:
         log.info("Out of distribution: %d of %d test images flagged (%.1f %%; the threshold flags "
                  "%.1f %% of validation images)", result["out_of_distribution"]["flagged"], len(table),

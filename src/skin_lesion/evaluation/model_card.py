@@ -129,6 +129,34 @@ def details(records: RunRecords) -> str:
     return "## Model details\n\n" + markdown_table(["", ""], rows)
 
 
+def members_section(records: RunRecords) -> str:
+    """An ensemble's members and how they were chosen ("" for a trained model)."""
+    members = records.config.get("members")
+    if not members:
+        return ""
+    selection = records.config.get("selection")
+    chosen = (f"Chosen by {selection['method']} on {selection['metric']} ({selection['images']} images), "
+              f"from {len(selection['candidates'])} candidate runs." if selection else "Chosen by hand.")
+    rows = [[f"`{Path(m['run']).name}`", m["architecture"], f"{m['img_size']}x{m['img_size']}",
+             "yes" if m["uses_metadata"] else "no", f"{m['weight']:.3f}"] for m in members]
+    return ("## Members\n\nThis model averages the probabilities of the runs below (one Keras model; each "
+            "member sees the image resized to its own size); its calibration is refitted on validation. "
+            + chosen + "\n\n" + markdown_table(["run", "architecture", "input", "metadata", "weight"], rows)
+            + comparison(records.metrics.get("ensemble_comparison")))
+
+
+def comparison(compared: dict | None) -> str:
+    """The ensemble against its best member and the members' mean on the test split."""
+    if not compared:
+        return ""
+    keys = sorted({key.split("/")[0] for key in compared["figures"]})
+    rows = [[key, *(value_with_interval(compared["figures"][f"{key}/{part}"]) for part in
+                    ("ensemble", "best_member", "members_mean", "gain_over_best", "gain_over_mean"))] for key in keys]
+    return (f"\n\nOn the {compared['images']} test images all of them scored (paired bootstrap intervals, "
+            "the same lesions resampled for all):\n\n"
+            + markdown_table(["", "ensemble", "best member", "members' mean", "gain over best", "gain over mean"], rows))
+
+
 def metrics_section(records: RunRecords) -> str:
     metrics, point = records.metrics, records.point
     binary = metrics[SCREENING_METRICS]
@@ -317,6 +345,7 @@ def model_card(run: RunLayout) -> str:
         "regenerate it rather than edit it.",
         *([f"> **Synthetic data.** {records.dataset.caveat()}"] if records.dataset.synthetic else []),
         details(records),
+        *([members_section(records)] if records.config.get("members") else []),
         "## Intended use\n\n" + INTENDED_USE.format(diagnoses=trained_on(records.task)),
         "## Factors\n\n" + records.sheet.factors + " " + SHORTCUTS
         + (": this model takes them as inputs." if uses_metadata else "."),

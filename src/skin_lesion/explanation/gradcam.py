@@ -11,6 +11,13 @@ still give gradients. Models without a ``backbone`` layer use their last 4-D lay
 
 Heatmaps are in [0, 1] per image, at the input size; mixed-precision models are explained in
 float32.
+
+An ensemble (``skin_lesion.models.ensemble``) has no single feature map: each member is explained
+on the image as the ensemble feeds it (resized to the member's size), for the same class (the
+ensemble's top class by default), and the members' maps, upsampled to the ensemble's input size,
+are averaged with the members' weights. The map shows where the members that make up the average
+looked, each map scaled to a maximum of 1 before averaging (Grad-CAM magnitudes of different
+networks are not comparable).
 """
 from __future__ import annotations
 
@@ -23,6 +30,7 @@ import numpy as np
 import tensorflow as tf
 
 from skin_lesion.model_io import BACKBONE, IMAGE_INPUT, METADATA_INPUT, OUTPUT_LAYER
+from skin_lesion.models.ensemble import members_of
 from skin_lesion.models.saved import ModelFileError
 
 METHODS = ("gradcam", "saliency")
@@ -115,6 +123,8 @@ def gradcam(model: keras.Model, images: np.ndarray, metadata: np.ndarray | None 
     Each feature-map channel is weighted by the mean gradient of the class logit over the map;
     the ReLU of the weighted sum is upsampled (bicubic) to the input size and scaled to a maximum of 1.
     """
+    if members_of(model):
+        return ensemble_maps(gradcam, model, images, metadata, class_index)
     gradients = gradient_model(model)
     inputs = model_inputs(model, images, metadata)
     with tf.GradientTape() as tape:
@@ -139,6 +149,8 @@ def saliency(model: keras.Model, images: np.ndarray, metadata: np.ndarray | None
              class_index: np.ndarray | None = None) -> np.ndarray:
     """Vanilla gradient saliency (n, height, width) in [0, 1]: |d class logit / d pixel|, the
     maximum over colour channels, lightly smoothed."""
+    if members_of(model):
+        return ensemble_maps(saliency, model, images, metadata, class_index)
     gradients = gradient_model(model)
     pixels = tf.convert_to_tensor(np.asarray(images, np.float32))
     with tf.GradientTape() as tape:
@@ -146,6 +158,21 @@ def saliency(model: keras.Model, images: np.ndarray, metadata: np.ndarray | None
         _, score = target_logits(gradients, model_inputs(model, pixels, metadata), class_index)
     grads = tf.reduce_max(tf.abs(tape.gradient(score, pixels)), axis=-1).numpy()
     return normalise(np.stack([cv2.GaussianBlur(g, (0, 0), sigmaX=max(g.shape) / 64) for g in grads]))
+
+
+def ensemble_maps(method, model: keras.Model, images: np.ndarray, metadata: np.ndarray | None,
+                  class_index: np.ndarray | None) -> np.ndarray:
+    """An ensemble's maps by ``method``: its members' maps for one class, weighted and averaged."""
+    if class_index is None and model.outputs[0].shape[-1] > 1:
+        class_index = np.argmax(model.predict_on_batch(model_inputs(model, images, metadata)), axis=1)
+    size = np.asarray(images).shape[1:3]
+    total = np.zeros((len(images), *size), np.float32)
+    for member in members_of(model):
+        pixels = np.asarray(images, np.float32) if member.resize is None else member.resize(
+            tf.cast(images, tf.float32)).numpy()
+        own = metadata if len(member.model.inputs) > 1 else None
+        total += member.weight * upsample(method(member.model, pixels, own, class_index), size)
+    return normalise(total)
 
 
 def model_inputs(model: keras.Model, images, metadata: np.ndarray | None):

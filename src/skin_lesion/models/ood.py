@@ -122,13 +122,15 @@ class OODDetector:
 
 def with_features(model: keras.Model) -> keras.Model | None:
     """The model with its pooled image features as a second output, so one pass gives both
-    (None for a model without this project's pooled layer)."""
+    (an ensemble's: its members' side by side; None for a model without this project's pooled layer)."""
     import keras
+
+    from skin_lesion.models.ensemble import with_pooled_features
 
     try:
         pooled = model.get_layer(POOLED_FEATURES).output
     except ValueError:
-        return None
+        return with_pooled_features(model)
     return keras.Model(model.inputs, [model.outputs[0], pooled])
 
 

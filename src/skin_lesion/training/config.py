@@ -159,6 +159,8 @@ class TrainConfig:
         for name in ("learning_rate", "fine_tune_learning_rate"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{flag(name)} must be positive; got {getattr(self, name)}.")
+        if not 0 <= self.seed < 2**32:  # NumPy's range: refused now, not after other seeds trained
+            raise ConfigError(f"--seed must be in [0, 2**32); got {self.seed}.")
         for name in ("dropout", "label_smoothing"):
             if not 0 <= getattr(self, name) < 1:
                 raise ConfigError(f"{flag(name)} must be in [0, 1); got {getattr(self, name)}.")
@@ -253,3 +255,22 @@ def add_train_arguments(parser) -> None:
 def given_settings(args) -> dict:
     """The settings given as flags in parsed arguments (the others were left out)."""
     return {name: value for name, value in vars(args).items() if name in TrainConfig.names()}
+
+
+def one_per_seed(config: TrainConfig, seeds: list[int] | None, given: dict) -> list[TrainConfig]:
+    """The settings once per seed of ``--seeds``, otherwise identical, since a recipe's figure is
+    worth its spread over seeds; without ``--seeds``, the settings alone. ``given`` are the flags
+    on the command line: ``--seed`` with ``--seeds`` is refused (a config file's seed is not)."""
+    if seeds is None:
+        return [config]
+    if "seed" in given:
+        raise ConfigError(f"--seeds and --seed together: give --seeds {' '.join(map(str, seeds))} "
+                          f"alone, or --seed {given['seed']} alone for one run.")
+    repeated = sorted({seed for seed in seeds if seeds.count(seed) > 1})
+    if repeated:
+        raise ConfigError(f"--seeds lists {', '.join(map(str, repeated))} more than once; "
+                          "each seed trains one run.")
+    configs = [dataclasses.replace(config, seed=seed) for seed in seeds]
+    for each in configs:
+        each.check()
+    return configs

@@ -345,6 +345,21 @@ def fit_out_of_distribution(run: layout.RunLayout, config: TrainConfig, data: Tr
     return detector.record
 
 
+def finish_model(run: layout.RunLayout, config: TrainConfig, data: TrainingData) -> tuple[dict, dict]:
+    """What a run's saved model needs before the later steps: validation probabilities, the
+    calibration fitted on them and the out-of-distribution flag; returns the last two records."""
+    log.info("Scoring the %d validation images with the best model for calibration", len(data.val_labels))
+    probabilities = save_validation_probabilities(run, config, data)
+    calibration = calibrate(run, config, data.task, data.val_labels, probabilities)
+    log.info("Calibration fitted (%s); fitting the out-of-distribution flag on the features of %d "
+             "training and %d validation images", calibration["method"], len(data.train_labels),
+             len(data.val_labels))
+    out_of_distribution = fit_out_of_distribution(run, config, data)
+    log.info("Out-of-distribution threshold %.2f flags %.1f %% of validation images",
+             out_of_distribution["threshold"], 100 * out_of_distribution["flagged"]["val"])
+    return calibration, out_of_distribution
+
+
 def finish_run(run: layout.RunLayout, config: TrainConfig, data: TrainingData,
                model: keras.Model | None) -> None:
     """Best model, validation probabilities, calibration, history plot and the record."""
@@ -354,17 +369,9 @@ def finish_run(run: layout.RunLayout, config: TrainConfig, data: TrainingData,
         if model is None:
             raise ConfigError(f"Run {run.root} has no model to finish with; train it again.")
         save_model(model, run.best_model, model_info(config, data))
-    log.info("Training done; scoring the %d validation images with the best model for calibration",
-             len(data.val_labels))
-    probabilities = save_validation_probabilities(run, config, data)
-    calibration = calibrate(run, config, data.task, data.val_labels, probabilities)
-    log.info("Calibration fitted (%s); fitting the out-of-distribution flag on the features of %d "
-             "training and %d validation images", calibration["method"], len(data.train_labels),
-             len(data.val_labels))
-    out_of_distribution = fit_out_of_distribution(run, config, data)
-    log.info("Out-of-distribution threshold %.2f flags %.1f %% of validation images; writing the "
-             "history plot and the run record", out_of_distribution["threshold"],
-             100 * out_of_distribution["flagged"]["val"])
+    log.info("Training done")
+    calibration, out_of_distribution = finish_model(run, config, data)
+    log.info("Writing the history plot and the run record")
     history = history_of(run)
     best = history.loc[history[MONITOR].idxmax()] if history[MONITOR].notna().any() else history.iloc[-1]
     save_figure(training_history_figure(history, int(best["epoch"]), MONITOR), run.plot("training_history"))
@@ -424,6 +431,31 @@ def train(config: TrainConfig, devices: list[str] | None = None,
             write_json_atomic(run.config, {**describe_run(config, data, setup), **(record or {})})
             log_hparams(run.tensorboard_dir, run.root.name, config.as_dict())
             return train_run(run, config, setup, data, extra_callbacks or [])
+
+
+def train_seeds(configs: list[TrainConfig]) -> list[layout.RunLayout]:
+    """Train one recipe once per seed (``03_train.py --seeds``), one run folder each, one after the
+    other: a recipe's figure is worth its spread over seeds, which ``compare_runs.py`` shows for
+    runs that differ only in seed. A seed that fails stops the rest, and the log says which."""
+    if len(configs) == 1:
+        return [train(configs[0])]
+    runs = []
+    for number, config in enumerate(configs, start=1):
+        log.info("Seed %d of %d: --seed %d", number, len(configs), config.seed)
+        try:
+            runs.append(train(config))
+        except BaseException:
+            log.error("Seed %d of %d (--seed %d) did not complete; finished: %s; not started: %s.",
+                      number, len(configs), config.seed, seed_list(configs[:number - 1]),
+                      seed_list(configs[number:]))
+            raise
+    log.info("%d runs of one recipe, seeds %s: %s (compare them with scripts/compare_runs.py)",
+             len(runs), seed_list(configs), ", ".join(run.root.name for run in runs))
+    return runs
+
+
+def seed_list(configs: list[TrainConfig]) -> str:
+    return " ".join(str(config.seed) for config in configs) or "none"
 
 
 def resume(run_dir: Path, devices: list[str] | None = None,

@@ -1,0 +1,148 @@
+"""An ensemble run: a new run folder whose model averages the probabilities of finished runs.
+
+The members must share the task, label space and split file (so the validation split that
+calibrates the ensemble and the test split that evaluates it are the ones each member was kept
+away from). The ensemble's model (``skin_lesion.models.ensemble``) is saved like a trained one,
+and the steps that finish a training run give it validation probabilities, a calibration refitted
+on validation and the out-of-distribution flag; its record lists the members.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from skin_lesion import layout
+from skin_lesion.data.records import task_of_record
+from skin_lesion.errors import ConfigError
+from skin_lesion.io_utils import read_json, sha256_file, write_json_atomic
+from skin_lesion.models.ensemble import build_ensemble
+from skin_lesion.models.saved import load_for_prediction, save_model
+from skin_lesion.tasks import Task
+from skin_lesion.training.config import TrainConfig
+from skin_lesion.training.devices import configure_devices
+from skin_lesion.training.records import provenance
+from skin_lesion.training.trainer import finish_model, load_training_data, model_info
+
+log = logging.getLogger(__name__)
+
+ARCHITECTURE = "ensemble"
+
+
+@dataclass
+class MemberRun:
+    """A finished run offered as a member, with its record."""
+
+    run: layout.RunLayout
+    record: dict
+
+    @classmethod
+    def open(cls, run_dir: Path) -> "MemberRun":
+        run = layout.open_run(Path(run_dir), flag="--runs")
+        record = read_json(run.config, "Training config")
+        if record.get("status") != "completed":
+            raise ConfigError(f"--runs {run_dir}: that run has not completed; finish it or leave it out.")
+        return cls(run, record)
+
+    @property
+    def task(self) -> Task:
+        return task_of_record(self.record, str(self.run.config))
+
+    @property
+    def img_size(self) -> int:
+        return int(self.record["settings"]["img_size"])
+
+    def as_record(self, weight: float) -> dict:
+        return {"run": str(self.run.root), "architecture": self.record["architecture"],
+                "img_size": self.img_size, "uses_metadata": bool(self.record.get("metadata_encoding")),
+                "weight": weight}
+
+
+def check_members(members: list[MemberRun]) -> None:
+    """Refuse, in one line naming the run, members that cannot be averaged."""
+    first = members[0]
+    if len({member.run.root for member in members}) < 2:
+        raise ConfigError(f"--runs: an ensemble needs at least two different runs; {first.run.root} alone "
+                          "is its own model.")
+    for member in members[1:]:
+        if member.task != first.task:
+            raise ConfigError(f"--runs {member.run.root}: its task ({member.task.describe()} over "
+                              f"{member.task.label_space.name}) differs from {first.run.root}'s; "
+                              "ensemble runs of one task.")
+        if member.record["split_sha256"] != first.record["split_sha256"]:
+            raise ConfigError(f"--runs {member.run.root}: trained on another split file "
+                              f"({member.record['split_file']}) than {first.run.root}; ensemble runs of one split.")
+
+
+def check_encoding(members: list[MemberRun], encoding: dict | None) -> None:
+    """Members with metadata must encode it as the ensemble's one metadata input does."""
+    encoding = json.loads(json.dumps(encoding))  # as the members' records hold it (lists, not tuples)
+    for member in members:
+        if member.record.get("metadata_encoding") not in (None, encoding):
+            raise ConfigError(f"--runs {member.run.root}: encodes the patient metadata differently from "
+                              "the split's training data now; leave it out or train it again.")
+
+
+def ensemble_config(members: list[MemberRun], outputs_dir: Path) -> TrainConfig:
+    """The first member's settings at the largest member size, with metadata if any member uses it."""
+    settings = members[0].record["settings"]
+    return dataclasses.replace(TrainConfig(**settings), architecture=ARCHITECTURE,
+                               img_size=max(member.img_size for member in members),
+                               use_metadata=any(member.record.get("metadata_encoding") for member in members),
+                               outputs_dir=str(Path(outputs_dir).resolve()))
+
+
+def describe_ensemble(config: TrainConfig, data, members: list[dict], selection: dict | None) -> dict:
+    """The ensemble's ``training_config.json``: what later steps read from any run, and the members."""
+    return {
+        "architecture": ARCHITECTURE, **data.task.as_record(), "settings": config.as_dict(),
+        "members": members, "selection": selection,
+        "metadata_encoding": data.encoding.as_dict() if data.encoding else None,
+        "dataset": data.provenance.as_dict(), "split_file": config.split_file,
+        "split_sha256": sha256_file(Path(config.split_file)),
+        "images": {"train": len(data.train.table), "val": len(data.val.table)},
+        "devices": configure_devices("float32", None, False).describe(), "provenance": provenance(),
+        "status": "running",
+    }
+
+
+def make_ensemble(run_dirs: list[Path], weights: list[float] | None, outputs_dir: Path,
+                  selection: dict | None = None) -> layout.RunLayout:
+    """Build, save and finish the ensemble of ``run_dirs`` (equal weights by default)."""
+    members = [MemberRun.open(run_dir) for run_dir in run_dirs]
+    weights = list(weights or [1.0] * len(members))
+    if len(weights) != len(members):
+        raise ConfigError(f"--weights: {len(weights)} weight(s) for {len(members)} run(s); give one per run.")
+    check_members(members)
+    config = ensemble_config(members, outputs_dir)
+    data = load_training_data(config, members[0].task)
+    check_encoding(members, data.encoding.as_dict() if data.encoding else None)
+    run = layout.OutputsLayout(Path(outputs_dir)).new_run(ARCHITECTURE, data.task.kind)
+    log.info("Ensemble run folder: %s", run.root)
+    records = [member.as_record(weight / sum(weights)) for member, weight in zip(members, weights)]
+    model = build_ensemble([load_for_prediction(member.run.best_model) for member in members], weights)
+    save_model(model, run.best_model, {**model_info(config, data), "members": records})
+    description = describe_ensemble(config, data, records, selection)
+    write_json_atomic(run.config, description)
+    calibration, out_of_distribution = finish_model(run, config, data)
+    description.update({"status": "completed", "finished": datetime.now().isoformat(timespec="seconds"),
+                        "calibration": calibration["method"], "out_of_distribution": out_of_distribution})
+    write_json_atomic(run.config, description)
+    layout.OutputsLayout(Path(outputs_dir)).point_latest_at(run)
+    return run
+
+
+def select_members(run_dirs: list[Path], max_members: int) -> tuple[list[Path], list[float], dict]:
+    """Greedy forward selection on the candidates' validation probabilities (the test split is
+    never read): the runs chosen, their weights (times picked) and the selection record."""
+    from skin_lesion.evaluation.selection import Validation, greedy_selection
+
+    candidates = [MemberRun.open(run_dir) for run_dir in run_dirs]
+    selection = greedy_selection([Validation.read(str(m.run.root), m.run.val_probs) for m in candidates],
+                                 max_members)
+    for step in selection["trace"]:
+        log.info("Selection step %d: adding %s, validation score %.4f", step["step"], step["added"], step["score"])
+    return [Path(run) for run in selection["runs"]], [float(w) for w in selection["weights"]], selection

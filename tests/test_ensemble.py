@@ -1,0 +1,115 @@
+"""Ensembles (scripts/ensemble.py): one plain Keras model averaging finished runs, chosen on
+validation only, used by every later step as any run."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from skin_lesion.evaluation.selection import Validation, greedy_selection
+from tests.conftest import built_once, copy_run, run_script
+
+
+@pytest.fixture(scope="session")
+def binary_metadata_run(sample_split, tmp_path_factory) -> Path:
+    """A binary 32-pixel model with the metadata input: the cheapest settings."""
+    def build(outputs: Path) -> None:
+        run_script("03_train.py", "--split-file", sample_split, "--outputs-dir", outputs, "--architecture",
+                   "simple_cnn", "--weights", "none", "--img-size", 32, "--skip-phase1", "--epochs2", 1,
+                   "--use-metadata")
+
+    return (built_once(tmp_path_factory, "binary_metadata", build) / "latest").resolve()
+
+
+@pytest.fixture(scope="session")
+def ensemble_run(trained_run, binary_metadata_run, tmp_path_factory) -> Path:
+    """The 48-pixel image-only run and the 32-pixel metadata run, weighted 1:3."""
+    def build(outputs: Path) -> None:
+        run_script("ensemble.py", "--runs", trained_run.run, binary_metadata_run, "--weights", 1, 3,
+                   "--outputs-dir", outputs)
+
+    return (built_once(tmp_path_factory, "ensemble", build) / "latest").resolve()
+
+
+@pytest.mark.slow
+def test_ensemble_loads_plainly_and_averages_its_members(ensemble_run, trained_run, binary_metadata_run):
+    import keras
+
+    model_file = ensemble_run / "models" / "ensemble_best.h5"
+    plain = subprocess.run([sys.executable, "-c", "import keras, sys; m = keras.models.load_model(sys.argv[1]); "
+                            "print([tuple(i.shape) for i in m.inputs])", str(model_file)],
+                           capture_output=True, text=True, check=True)
+    assert "(None, 48, 48, 3)" in plain.stdout and plain.stdout.count("(None,") == 2  # image and metadata
+    ensemble = keras.models.load_model(model_file, compile=False)
+    small = keras.models.load_model(binary_metadata_run / "models" / "simple_cnn_best.h5", compile=False)
+    large = keras.models.load_model(trained_run.run / "models" / "vgg_scratch_best.h5", compile=False)
+    images = np.random.default_rng(0).integers(0, 256, (5, 48, 48, 3)).astype(np.float32)
+    metadata = np.random.default_rng(1).random((5, small.inputs[1].shape[-1])).astype(np.float32)
+    resized = keras.layers.Resizing(32, 32)(images).numpy()
+    expected = 0.25 * large.predict(images, verbose=0) + 0.75 * small.predict(
+        {"image": resized, "metadata": metadata}, verbose=0)
+    np.testing.assert_allclose(ensemble.predict({"image": images, "metadata": metadata}, verbose=0), expected,
+                               atol=1e-5)
+    record = json.loads((ensemble_run / "training_config.json").read_text())
+    assert [m["weight"] for m in record["members"]] == [0.25, 0.75]
+    assert [m["img_size"] for m in record["members"]] == [48, 32] and record["settings"]["img_size"] == 48
+    assert record["out_of_distribution"]["feature_dimensions"] > 0 and (ensemble_run / "calibration.json").is_file()
+
+
+@pytest.mark.slow
+def test_ensemble_goes_through_every_later_step(ensemble_run, sample_split, tmp_path):
+    from skin_lesion import app_backend
+    from skin_lesion.layout import RunLayout
+    from skin_lesion.serving.predictor import from_run
+
+    run = copy_run(ensemble_run, tmp_path / "run")
+    run_script("04_tune_threshold.py", "--run-dir", run)
+    run_script("05_evaluate.py", "--run-dir", run, "--bootstrap", 20)
+    assert "## Members" in (run / "model_card.md").read_text()
+    compared = json.loads((run / "test_metrics.json").read_text())["ensemble_comparison"]
+    assert {"roc_auc/gain_over_best", "pr_auc/members_mean"} <= set(compared["figures"]) and compared["images"] > 0
+    image = sorted(Path(sample_split).parent.rglob("*.jpg"))[:1] or sorted(
+        Path(sample_split).parents[1].rglob("*.jpg"))[:1]
+    run_script("06_infer.py", image[0], "--run-dir", run, "--output", tmp_path / "scores.csv")
+    assert len((tmp_path / "scores.csv").read_text().splitlines()) == 2
+    run_script("07_explain.py", "--run-dir", run)
+    assert any((run / "explain").iterdir())
+    predictor = from_run(RunLayout(run, "ensemble"))
+    scored = app_backend.score_uploads(predictor, [(image[0].name, image[0].read_bytes())])
+    assert scored.images[0].heatmap is not None and not scored.unexplained
+
+
+def test_refuses_members_of_another_task(trained_run, metadata_run, tmp_path):
+    result = run_script("ensemble.py", "--runs", trained_run.run, metadata_run.run, "--outputs-dir", tmp_path,
+                        check=False)
+    assert result.returncode == 2
+    assert f"--runs {metadata_run.run}" in result.stderr and "task" in result.stderr
+
+
+def validation(run: str, probabilities, labels, ids=None) -> Validation:
+    ids = np.array(ids if ids is not None else [f"ISIC_{i}" for i in range(len(labels))])
+    return Validation(run, np.array(labels), np.array(probabilities, np.float32), ids)
+
+
+def test_greedy_selection_adds_the_complementary_run_and_stops():
+    labels = [1, 1, 1, 0, 0, 0]
+    # a ranks the first two positives right, b the third; c is noise. a + b ranks all right.
+    a = validation("a", [0.9, 0.8, 0.1, 0.3, 0.2, 0.4], labels)
+    b = validation("b", [0.2, 0.3, 0.95, 0.25, 0.1, 0.35], labels)
+    c = validation("c", [0.1, 0.2, 0.3, 0.9, 0.8, 0.7], labels)
+    selection = greedy_selection([c, b, a], max_members=3)
+    assert selection["runs"] == ["a", "b"] and selection["weights"] == [1, 1]
+    assert [step["added"] for step in selection["trace"]] == ["a", "b"] and selection["trace"][-1]["score"] == 1.0
+
+
+def test_greedy_selection_of_classes_scores_balanced_accuracy_on_shared_images():
+    labels = [0, 1, 2, 2]
+    good = validation("good", np.eye(3)[[0, 1, 2, 2]] * 0.8 + 0.05, labels, ["w", "x", "y", "z"])
+    other = validation("other", np.eye(3)[[1, 1, 2]] * 0.8 + 0.05, labels[1:], ["x", "y", "z"])
+    selection = greedy_selection([other, good], max_members=2)
+    assert selection["images"] == 3 and selection["runs"] == ["good"] and len(selection["trace"]) == 1
+    assert selection["metric"] == "validation balanced accuracy"
