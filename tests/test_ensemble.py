@@ -81,6 +81,10 @@ def test_ensemble_goes_through_every_later_step(ensemble_run, sample_split, tmp_
     predictor = from_run(RunLayout(run, "ensemble"))
     scored = app_backend.score_uploads(predictor, [(image[0].name, image[0].read_bytes())])
     assert scored.images[0].heatmap is not None and not scored.unexplained
+    from skin_lesion.evaluation.compare import run_row
+
+    row = run_row(run)  # an ensemble trains no epochs: listed as completed, not broken
+    assert (row["architecture"], row["status"], row["epochs_planned"]) == ("ensemble", "completed", None)
 
 
 def test_refuses_members_of_another_task(trained_run, metadata_run, tmp_path):

@@ -163,19 +163,30 @@ def recipe_of(config: dict) -> str | None:
     return hashlib.sha256(text.encode()).hexdigest()[:8]
 
 
+def is_ensemble(config: dict) -> bool:
+    """An ensemble's record (scripts/ensemble.py) lists its members; it trained no epochs itself."""
+    return "members" in config
+
+
+def trained_phases(config: dict) -> list[int]:
+    """The phases a run trained (none for an ensemble)."""
+    settings = part(config, "settings")
+    return [] if is_ensemble(config) else [phase for phase in (1, 2) if not settings.get(f"skip_phase{phase}")]
+
+
 def config_columns(config: dict) -> tuple[dict, list[str]]:
     """Settings and record of a training_config.json, and the keys it lacks."""
     missing = [key for key in REQUIRED_KEYS if key not in config]
-    if config.get("status") == "completed":
+    if config.get("status") == "completed" and not is_ensemble(config):
         missing += [key for key in COMPLETED_KEYS if key not in config]
     settings = part(config, "settings")
-    trained = [phase for phase in (1, 2) if not settings.get(f"skip_phase{phase}")]
+    trained = trained_phases(config)
     planned = [settings.get(f"epochs{phase}") for phase in trained]
     best, provenance, search = part(config, "best"), part(config, "provenance"), part(config, "search")
     metadata = settings.get("use_metadata")
     row = {"architecture": string(config.get("architecture")), "task": string(config.get("task")),
            "img_size": integer(settings.get("img_size")),
-           "epochs_planned": sum(planned) if all(integer(e) is not None for e in planned) else None,
+           "epochs_planned": sum(planned) if trained and all(integer(e) is not None for e in planned) else None,
            "learning_rate_phase1": number(settings.get("learning_rate")) if 1 in trained else None,
            "learning_rate_phase2": number(settings.get("fine_tune_learning_rate")) if 2 in trained else None,
            "use_metadata": metadata if isinstance(metadata, bool) else None,
@@ -255,9 +266,7 @@ def run_row(path: Path, outputs_dir: Path | None = None) -> dict:
     run = layout.RunLayout(path, architecture)
     status = config.get("status")
     completed = status == "completed"
-    settings = part(config, "settings")
-    phases = [phase for phase in (1, 2) if not settings.get(f"skip_phase{phase}")]
-    history, found = read_history(run, phases, required=completed)
+    history, found = read_history(run, trained_phases(config), required=completed)
     problems += found
     row.update(history_columns(history))
     if status == "running" and history.empty and not found:
