@@ -27,14 +27,14 @@ def main(args) -> int:
     from skin_lesion.evaluation.non_lesions import constructed_images, photographs, write_png_folder
     from skin_lesion.serving.inference import infer
     from skin_lesion.serving.predictor import load_predictor
-    from skin_lesion.serving.splits import assess_split, run_split_images
+    from skin_lesion.serving.splits import run_split_images, score_split
 
     run = cli.open_run(args)
     predictor = load_predictor(run)
     if predictor.ood is None:
         raise SystemExit(f"{run.root} has no out-of-distribution flag; train it again.")
     test = run_split_images(run, "test", predictor.img_size)
-    test_flags = [bool(reason) for reason in assess_split(predictor, test, PREDICTION_BATCH)[1]]
+    test_flags = [bool(reason) for reason in score_split(predictor, test, PREDICTION_BATCH).ood_reasons]
     rows = [("real test lesions (flagged: false alarms)", sum(test_flags), len(test_flags))]
     with tempfile.TemporaryDirectory() as scratch:
         for kind, images in (("photographs (scikit-image)", photographs()), ("constructed non-images", constructed_images())):

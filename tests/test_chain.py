@@ -341,7 +341,7 @@ def test_model_card_is_true_to_the_runs_files(evaluated):
     for name, key in (("ROC-AUC", "roc_auc"), ("PR-AUC (average precision)", "pr_auc"),
                       ("sensitivity", "sensitivity@tuned"), ("NPV", "npv@tuned")):
         entry = metrics["binary"][key]
-        assert row(name) == f"{entry['value']:.3f} (95 % CI {entry['ci95'][0]:.3f}-{entry['ci95'][1]:.3f})"
+        assert row(name) == f"{entry['value']:.3f} (95 % CI {entry['ci95'][0]:.3f}–{entry['ci95'][1]:.3f})"
     after = metrics["calibration"]["calibrated"]
     assert row("after calibration") == f"{after['malignant_score_ece']:.3f} | {after['malignant_score_brier']:.3f}"
     predictions = pd.read_csv(run / "test_predictions.csv")

@@ -11,7 +11,7 @@ import pytest
 
 from skin_lesion.errors import ConfigError
 from skin_lesion.training.config import TrainConfig
-from skin_lesion.training.devices import cpu_has_bf16, precision_policy
+from skin_lesion.training.devices import cpu_has_bf16, cpu_runs_bf16, precision_policy
 from tests.conftest import REPO
 
 
@@ -82,10 +82,14 @@ def test_precision_policies():
 def test_bf16_units_are_read_from_the_cpu_flags(tmp_path):
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text("processor : 0\nflags : fpu sse avx2 avx512f\n")
-    assert not cpu_has_bf16(cpuinfo)
+    assert not cpu_has_bf16(cpuinfo, isa_cap="") and cpu_runs_bf16(cpuinfo, isa_cap="")  # emulated on AVX-512
     cpuinfo.write_text("processor : 0\nflags : fpu avx512f avx512_bf16 amx_tile\n")
-    assert cpu_has_bf16(cpuinfo)
-    assert not cpu_has_bf16(tmp_path / "missing")
+    assert cpu_has_bf16(cpuinfo, isa_cap="") and cpu_has_bf16(cpuinfo, isa_cap="AVX512_CORE_AMX")
+    assert not cpu_has_bf16(cpuinfo, isa_cap="avx2")  # ONEDNN_MAX_CPU_ISA=AVX2: an older CPU's path
+    assert not cpu_runs_bf16(cpuinfo, isa_cap="AVX2") and cpu_runs_bf16(cpuinfo, isa_cap="AVX512_CORE")
+    cpuinfo.write_text("processor : 0\nflags : fpu sse avx2\n")
+    assert not cpu_runs_bf16(cpuinfo, isa_cap="")
+    assert not cpu_has_bf16(tmp_path / "missing", isa_cap="")
 
 
 def test_mixed_precision_model_keeps_float32_preprocessing_and_output():

@@ -15,46 +15,39 @@ from tests.conftest import built_once, copy_run, run_script
 
 
 @pytest.fixture(scope="session")
-def binary_metadata_run(sample_split, tmp_path_factory) -> Path:
-    """A binary 32-pixel model with the metadata input: the cheapest settings."""
+def ensemble_run(trained_run, metadata_run, tmp_path_factory) -> Path:
+    """The 48-pixel binary image-only run and the 32-pixel 7-class metadata run, weighted 1:3: the
+    binary ensemble reads the 7-class member's malignant score."""
     def build(outputs: Path) -> None:
-        run_script("03_train.py", "--split-file", sample_split, "--outputs-dir", outputs, "--architecture",
-                   "simple_cnn", "--weights", "none", "--img-size", 32, "--skip-phase1", "--epochs2", 1,
-                   "--use-metadata")
-
-    return (built_once(tmp_path_factory, "binary_metadata", build) / "latest").resolve()
-
-
-@pytest.fixture(scope="session")
-def ensemble_run(trained_run, binary_metadata_run, tmp_path_factory) -> Path:
-    """The 48-pixel image-only run and the 32-pixel metadata run, weighted 1:3."""
-    def build(outputs: Path) -> None:
-        run_script("ensemble.py", "--runs", trained_run.run, binary_metadata_run, "--weights", 1, 3,
+        run_script("ensemble.py", "--runs", trained_run.run, metadata_run.run, "--weights", 1, 3,
                    "--outputs-dir", outputs)
 
     return (built_once(tmp_path_factory, "ensemble", build) / "latest").resolve()
 
 
 @pytest.mark.slow
-def test_ensemble_loads_plainly_and_averages_its_members(ensemble_run, trained_run, binary_metadata_run):
+def test_ensemble_loads_plainly_and_averages_its_members(ensemble_run, trained_run, metadata_run):
     import keras
 
     model_file = ensemble_run / "models" / "ensemble_best.h5"
     plain = subprocess.run([sys.executable, "-c", "import keras, sys; m = keras.models.load_model(sys.argv[1]); "
-                            "print([tuple(i.shape) for i in m.inputs])", str(model_file)],
+                            "print([tuple(i.shape) for i in m.inputs], m.outputs[0].shape)", str(model_file)],
                            capture_output=True, text=True, check=True)
-    assert "(None, 48, 48, 3)" in plain.stdout and plain.stdout.count("(None,") == 2  # image and metadata
+    assert "(None, 48, 48, 3)" in plain.stdout and plain.stdout.count("(None,") == 3  # image, metadata, one output
+    assert plain.stdout.strip().endswith("(None, 1)")
     ensemble = keras.models.load_model(model_file, compile=False)
-    small = keras.models.load_model(binary_metadata_run / "models" / "simple_cnn_best.h5", compile=False)
+    small = keras.models.load_model(metadata_run.run / "models" / "simple_cnn_best.h5", compile=False)
     large = keras.models.load_model(trained_run.run / "models" / "vgg_scratch_best.h5", compile=False)
     images = np.random.default_rng(0).integers(0, 256, (5, 48, 48, 3)).astype(np.float32)
     metadata = np.random.default_rng(1).random((5, small.inputs[1].shape[-1])).astype(np.float32)
     resized = keras.layers.Resizing(32, 32)(images).numpy()
-    expected = 0.25 * large.predict(images, verbose=0) + 0.75 * small.predict(
-        {"image": resized, "metadata": metadata}, verbose=0)
+    classes = small.predict({"image": resized, "metadata": metadata}, verbose=0)
+    malignant = classes[:, [0, 1, 4]].sum(axis=1, keepdims=True)  # akiec, bcc, mel
+    expected = 0.25 * large.predict(images, verbose=0) + 0.75 * malignant
     np.testing.assert_allclose(ensemble.predict({"image": images, "metadata": metadata}, verbose=0), expected,
                                atol=1e-5)
     record = json.loads((ensemble_run / "training_config.json").read_text())
+    assert record["task"] == "binary" and [m["task"] for m in record["members"]] == ["binary", "multiclass"]
     assert [m["weight"] for m in record["members"]] == [0.25, 0.75]
     assert [m["img_size"] for m in record["members"]] == [48, 32] and record["settings"]["img_size"] == 48
     assert record["out_of_distribution"]["feature_dimensions"] > 0 and (ensemble_run / "calibration.json").is_file()
@@ -87,11 +80,57 @@ def test_ensemble_goes_through_every_later_step(ensemble_run, sample_split, tmp_
     assert (row["architecture"], row["status"], row["epochs_planned"]) == ("ensemble", "completed", None)
 
 
-def test_refuses_members_of_another_task(trained_run, metadata_run, tmp_path):
-    result = run_script("ensemble.py", "--runs", trained_run.run, metadata_run.run, "--outputs-dir", tmp_path,
+def test_refuses_members_of_another_label_space(trained_run, tmp_path):
+    from skin_lesion.errors import ConfigError
+    from skin_lesion.layout import RunLayout
+    from skin_lesion.training.ensemble import MemberRun, check_members
+
+    record = json.loads((trained_run.run / "training_config.json").read_text())
+    fewer = json.loads(json.dumps(record))
+    fewer["label_space"].update(codes=["mel", "nv"], display_names=["Melanoma", "Naevus"], malignant=["mel"])
+    members = [MemberRun(RunLayout(trained_run.run, "vgg_scratch"), record),
+               MemberRun(RunLayout(tmp_path / "other", "vgg_scratch"), fewer)]
+    with pytest.raises(ConfigError, match=f"--select-from {tmp_path / 'other'}: its diagnoses .*mel, nv"):
+        check_members(members, "--select-from")
+
+
+def designed_candidates(trained_run, metadata_run, tmp_path) -> tuple[Path, Path]:
+    """Copies of the binary and the 7-class run whose validation results complement each other:
+    the binary run ranks the first half of the malignant images right, the 7-class run's malignant
+    score (its mel column) the second half; together they rank every image right."""
+    binary, classes = copy_run(trained_run.run, tmp_path / "binary"), copy_run(metadata_run.run, tmp_path / "classes")
+    with np.load(binary / "val_probs.npz") as saved:
+        labels, ids = saved["labels"], saved["image_ids"]
+    malignant = np.flatnonzero(labels == 1)
+    first = np.isin(np.arange(len(labels)), malignant[: len(malignant) // 2])
+    second = (labels == 1) & ~first
+    binary_scores = np.where(first, 0.9, np.where(second, 0.1, 0.3))
+    mel = np.where(second, 0.95, np.where(first, 0.2, 0.25))
+    np.savez(binary / "val_probs.npz", labels=labels, probabilities=binary_scores.astype(np.float32), image_ids=ids)
+    seven = np.zeros((len(labels), 7), np.float32)
+    seven[:, 4], seven[:, 5] = mel, 1 - mel  # mel, nv
+    np.savez(classes / "val_probs.npz", labels=np.where(labels == 1, 4, 5), probabilities=seven, image_ids=ids)
+    return binary, classes
+
+
+def test_selection_reads_a_7_class_run_by_its_malignant_score(trained_run, metadata_run, tmp_path):
+    from skin_lesion.training.ensemble import select_members
+
+    binary, classes = designed_candidates(trained_run, metadata_run, tmp_path)
+    runs, weights, selection = select_members([binary, classes], max_members=3)
+    assert sorted(runs) == sorted([binary, classes]) and weights == [1.0, 1.0]
+    assert selection["metric"] == "validation PR-AUC" and selection["trace"][-1]["score"] == 1.0
+
+
+def test_selection_refuses_when_one_run_beats_every_combination(trained_run, metadata_run, tmp_path):
+    binary, classes = designed_candidates(trained_run, metadata_run, tmp_path)
+    with np.load(binary / "val_probs.npz") as saved:
+        labels, ids = saved["labels"], saved["image_ids"]
+    np.savez(binary / "val_probs.npz", labels=labels, probabilities=labels.astype(np.float32), image_ids=ids)
+    result = run_script("ensemble.py", "--select-from", binary, classes, "--outputs-dir", tmp_path / "out",
                         check=False)
-    assert result.returncode == 2
-    assert f"--runs {metadata_run.run}" in result.stderr and "task" in result.stderr
+    assert result.returncode == 2 and f"no other candidate improves {binary}" in result.stderr
+    assert "use that run as it is" in result.stderr and not (tmp_path / "out").exists()
 
 
 def validation(run: str, probabilities, labels, ids=None) -> Validation:

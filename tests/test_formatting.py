@@ -16,3 +16,4 @@ def test_scores_that_round_to_one_or_zero_are_bounded_not_rounded(value, shown):
 def test_other_precisions_and_intervals():
     assert score_text(0.996, digits=2) == "> 0.99" and score_text(0.004, digits=2) == "< 0.01"
     assert interval_text((0.8318, 1.0)) == "95 % CI 0.83–1.00"
+    assert interval_text((-0.0591, 0.0132), 3) == "95 % CI -0.059 to 0.013"  # not "-0.059–0.013"

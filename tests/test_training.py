@@ -407,3 +407,15 @@ def test_the_cpu_recipes_run_an_epoch(recipe, split_file, tmp_path):
     settings = {key: value for key, value in json.loads(recipe_file.read_text()).items() if key[0] != "_"}
     assert {key: record["settings"][key] for key in settings} == {**settings, "epochs2": 1}
     assert record["metadata_encoding"]["columns"][0] == "age"
+
+
+def test_training_benchmark_times_a_recipe_as_an_avx2_cpu_runs_it(split_file):
+    result = run_script("bench_training.py", "--split-file", split_file, "--config", REPO / "configs/cpu_binary.json",
+                        "--img-size", 32, "--epochs", 1, "--variant", "as-shipped", "--variant", "bf16:precision=bfloat16",
+                        env={"ONEDNN_MAX_CPU_ISA": "AVX2"})
+    header, shipped, bf16 = result.stdout.strip().splitlines()[-3:]
+    assert "configs/cpu_binary.json: vgg_scratch 32x32, batch 64" in header
+    assert shipped.startswith("as-shipped") and shipped.endswith("(float32)")  # auto: no bfloat16 units under AVX2
+    assert " s/epoch" in shipped and float(shipped.split()[1]) > 0  # images/s
+    # oneDNN has no bfloat16 kernels under AVX2: asked for anyway, training says so before it starts
+    assert bf16.startswith("bf16") and "--precision bfloat16: this CPU cannot run bfloat16" in bf16

@@ -11,7 +11,9 @@ POOLED_FEATURES = "pool"
 OUTPUT_LAYER = "prediction"
 #: An ensemble's layers (``skin_lesion.models.ensemble``): member ``i`` is the sub-model
 #: ``member_i``, fed by ``resize_i`` (absent when it takes the ensemble's own size), and its
-#: probabilities are scaled by its weight in ``weight_i`` before they are added.
+#: probabilities are scaled by its weight in ``weight_i`` before they are added. A multi-class
+#: member of a binary ensemble first sums its malignant classes in ``malignant_i``.
 MEMBER_PREFIX = "member_"
 RESIZE_PREFIX = "resize_"
 WEIGHT_PREFIX = "weight_"
+MALIGNANT_PREFIX = "malignant_"

@@ -18,7 +18,7 @@ from skin_lesion.defaults import PREDICTION_BATCH
 from skin_lesion.layout import open_run
 from skin_lesion.metrics import cluster_bootstrap, ranking_metrics
 from skin_lesion.serving.predictor import Predictor, from_run
-from skin_lesion.serving.splits import predict_split, run_split_images
+from skin_lesion.serving.splits import run_split_images, score_split
 
 
 def figures(predictor: Predictor, labels: np.ndarray, probabilities: np.ndarray) -> dict[str, float]:
@@ -30,19 +30,22 @@ def figures(predictor: Predictor, labels: np.ndarray, probabilities: np.ndarray)
     return result
 
 
-def member_probabilities(member_run: str, image_ids: np.ndarray) -> tuple[Predictor, pd.Series]:
-    """A member's calibrated test probabilities, by image id."""
+def member_probabilities(member_run: str, ensemble: Predictor) -> tuple[Predictor, pd.Series]:
+    """A member's calibrated test probabilities by image id, with the predictor that reads them (a
+    7-class member of a binary ensemble gives its malignant score, read as the ensemble's)."""
     run = open_run(Path(member_run))
     predictor = from_run(run)
     images = run_split_images(run, "test", predictor.img_size)
-    _, probabilities = predict_split(predictor, images, PREDICTION_BATCH)
+    probabilities = score_split(predictor, images, PREDICTION_BATCH).probabilities
+    if predictor.task != ensemble.task:
+        predictor, probabilities = ensemble, predictor.scores(probabilities)
     return predictor, pd.Series(list(probabilities), index=images.table["image_id"].to_numpy())
 
 
 def compare_with_members(members: list[dict], predictor: Predictor, table: pd.DataFrame,
                          probabilities: np.ndarray, groups: str, samples: int) -> dict:
     """Each figure of the ensemble, its best member and the members' mean, and the paired gains."""
-    scored = [member_probabilities(member["run"], table["image_id"].to_numpy()) for member in members]
+    scored = [member_probabilities(member["run"], predictor) for member in members]
     shared = table["image_id"].isin(set.intersection(*(set(s.index) for _, s in scored))).to_numpy()
     ids, labels, clusters = table["image_id"][shared], table["label"].to_numpy()[shared], table[groups].to_numpy()[shared]
     ensemble = probabilities[shared]

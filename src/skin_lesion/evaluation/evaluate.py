@@ -25,7 +25,7 @@ from skin_lesion.plots import (confusion_matrix_figure, per_class_roc_figure, pr
                                reliability_figure, roc_figure, save_figure, score_histogram_figure)
 from skin_lesion.models.ood import OOD_COLUMNS
 from skin_lesion.serving.predictor import Predictor, load_predictor
-from skin_lesion.serving.splits import assess_split, predict_split, run_split_images
+from skin_lesion.serving.splits import run_split_images, score_split
 from skin_lesion.tasks import BENIGN_MALIGNANT, CLASS_METRICS, SCREENING_METRICS, Task
 
 log = logging.getLogger(__name__)
@@ -226,12 +226,12 @@ def evaluate_run(run: RunLayout, tta: bool = False, lesion_level: bool = False,
     images = run_split_images(run, "test", predictor.img_size)
     log.info("Scoring %d test images at %dx%d, the model's input size%s", len(images.table),
              predictor.img_size, predictor.img_size, ", averaged over 4 flips" if tta else "")
-    raw, probabilities = predict_split(predictor, images, batch_size, tta)
+    scored = score_split(predictor, images, batch_size, tta)
+    raw, probabilities = scored.raw, scored.probabilities
     table = images.table.assign(label=task.labels(images.table["dx"]))
     if predictor.ood:
-        distances, reasons = assess_split(predictor, images, batch_size)
-        table = table.assign(out_of_distribution=[bool(r) for r in reasons], ood_distance=distances,
-                             ood_reason=reasons)
+        table = table.assign(out_of_distribution=[bool(r) for r in scored.ood_reasons],
+                             ood_distance=scored.distances, ood_reason=scored.ood_reasons)
 
     cases, case_probabilities, case_raw = table, probabilities, raw
     if lesion_level:

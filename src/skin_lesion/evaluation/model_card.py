@@ -23,10 +23,11 @@ from skin_lesion.data.records import dataset_of, task_of_record
 from skin_lesion.data.split import SPLITS, split_grouping
 from skin_lesion.defaults import UNTUNED_THRESHOLD
 from skin_lesion.evaluation.threshold import validation_rates
+from skin_lesion.formatting import interval_text
 from skin_lesion.io_utils import read_json, write_text_atomic
 from skin_lesion.layout import RunLayout, split_paths
 from skin_lesion.markdown import markdown_table
-from skin_lesion.tasks import CLASS_METRICS, SCREENING_METRICS, Task
+from skin_lesion.tasks import BINARY, CLASS_METRICS, SCREENING_METRICS, Task
 
 INTENDED_USE = (
     "A research tool for studying automated classification of dermoscopic images of pigmented "
@@ -80,11 +81,11 @@ class RunRecords:
 
 
 def value_with_interval(entry: dict | None) -> str:
-    """``0.912 (95 % CI 0.890-0.931)``; ``n/a`` where undefined."""
+    """``0.912 (95 % CI 0.890–0.931)``; ``n/a`` where undefined."""
     if not entry or entry.get("value") is None:
         return "n/a"
     interval = entry.get("ci95")
-    return f"{entry['value']:.3f}" + (f" (95 % CI {interval[0]:.3f}-{interval[1]:.3f})" if interval else "")
+    return f"{entry['value']:.3f}" + (f" ({interval_text(interval, 3)})" if interval else "")
 
 
 def trained_on(task: Task) -> str:
@@ -137,11 +138,16 @@ def members_section(records: RunRecords) -> str:
     selection = records.config.get("selection")
     chosen = (f"Chosen by {selection['method']} on {selection['metric']} ({selection['images']} images), "
               f"from {len(selection['candidates'])} candidate runs." if selection else "Chosen by hand.")
-    rows = [[f"`{Path(m['run']).name}`", m["architecture"], f"{m['img_size']}x{m['img_size']}",
-             "yes" if m["uses_metadata"] else "no", f"{m['weight']:.3f}"] for m in members]
+    task = records.config.get("task")
+    tasks = [m.get("task", task) for m in members]  # records from before members' tasks could differ
+    rows = [[f"`{Path(m['run']).name}`", m["architecture"], member_task, f"{m['img_size']}x{m['img_size']}",
+             "yes" if m["uses_metadata"] else "no", f"{m['weight']:.3f}"] for m, member_task in zip(members, tasks)]
+    collapsed = task == BINARY and any(member_task != task for member_task in tasks)
     return ("## Members\n\nThis model averages the probabilities of the runs below (one Keras model; each "
-            "member sees the image resized to its own size); its calibration is refitted on validation. "
-            + chosen + "\n\n" + markdown_table(["run", "architecture", "input", "metadata", "weight"], rows)
+            "member sees the image resized to its own size"
+            + ("; a multiclass member gives the sum of its malignant classes" if collapsed else "")
+            + "); its calibration is refitted on validation. " + chosen + "\n\n"
+            + markdown_table(["run", "architecture", "task", "input", "metadata", "weight"], rows)
             + comparison(records.metrics.get("ensemble_comparison")))
 
 

@@ -28,7 +28,7 @@ from skin_lesion.layout import RunLayout
 from skin_lesion.plots import explanation_figure, message_figure, save_figure
 from skin_lesion.serving.inference import Inputs, decided_class, join_metadata, list_inputs, predict_paths
 from skin_lesion.serving.predictor import Predictor
-from skin_lesion.serving.splits import assess_split, predict_split, run_split_images
+from skin_lesion.serving.splits import run_split_images, score_split
 from skin_lesion.tasks import BENIGN_MALIGNANT, Task
 
 log = logging.getLogger(__name__)
@@ -184,9 +184,9 @@ def explain_test_cases(run: RunLayout, predictor: Predictor, method: str = "grad
     stem = f"{method}_test_cases"
     refuse_overwrite(run.explain_dir / f"{stem}.csv", force, "Explanations")
     images = run_split_images(run, "test", predictor.img_size)
-    _, probabilities = predict_split(predictor, images, PREDICTION_BATCH)
-    table = images.table.assign(score=predictor.scores(probabilities),
-                                ood_reason=assess_split(predictor, images, PREDICTION_BATCH)[1])
+    scored = score_split(predictor, images, PREDICTION_BATCH)
+    probabilities = scored.probabilities
+    table = images.table.assign(score=predictor.scores(probabilities), ood_reason=scored.ood_reasons)
     if predictor.task.is_binary:
         cases = binary_cases(table, predictor.threshold, per_group, predictor.task)
     else:

@@ -14,7 +14,8 @@ float32.
 
 An ensemble (``skin_lesion.models.ensemble``) has no single feature map: each member is explained
 on the image as the ensemble feeds it (resized to the member's size), for the same class (the
-ensemble's top class by default), and the members' maps, upsampled to the ensemble's input size,
+ensemble's top class by default; a 7-class member of a binary ensemble for the sum of its malignant
+classes, :func:`malignant_logit`), and the members' maps, upsampled to the ensemble's input size,
 are averaged with the members' weights. The map shows where the members that make up the average
 looked, each map scaled to a maximum of 1 before averaging (Grad-CAM magnitudes of different
 networks are not comparable).
@@ -100,14 +101,25 @@ def flat_gradient_model(model: keras.Model) -> GradientModel:
     return GradientModel(keras.Model(model.inputs, [spatial[-1].output, dense.input]), dense)
 
 
-def target_logits(gradients: GradientModel, inputs, class_index: np.ndarray | None):
+def malignant_logit(logits: tf.Tensor, columns: np.ndarray) -> tf.Tensor:
+    """A softmax's malignant score as one logit, (n, 1): log P(malignant classes) - log P(the others)."""
+    malignant = np.isin(np.arange(logits.shape[-1]), columns)
+    return (tf.reduce_logsumexp(tf.boolean_mask(logits, malignant, axis=1), axis=1, keepdims=True)
+            - tf.reduce_logsumexp(tf.boolean_mask(logits, ~malignant, axis=1), axis=1, keepdims=True))
+
+
+def target_logits(gradients: GradientModel, inputs, class_index: np.ndarray | None,
+                  malignant_columns: np.ndarray | None = None):
     """Feature maps and, per image, the logit of the class to explain.
 
-    Binary models: the malignant logit, negated where ``class_index`` is 0 (benign evidence).
-    Multi-class models: the logit of ``class_index`` (default: the top class).
+    Binary models, and multi-class models explained for their ``malignant_columns``' sum: the
+    malignant logit, negated where ``class_index`` is 0 (benign evidence). Multi-class models: the
+    logit of ``class_index`` (default: the top class).
     """
     features, penultimate = gradients.model(inputs, training=False)
     logits = gradients.logits(penultimate)
+    if malignant_columns is not None:
+        logits = malignant_logit(logits, malignant_columns)
     if logits.shape[-1] == 1:
         sign = 1.0 if class_index is None else tf.constant(np.where(np.asarray(class_index) == 0, -1.0, 1.0),
                                                            tf.float32)
@@ -117,7 +129,7 @@ def target_logits(gradients: GradientModel, inputs, class_index: np.ndarray | No
 
 
 def gradcam(model: keras.Model, images: np.ndarray, metadata: np.ndarray | None = None,
-            class_index: np.ndarray | None = None) -> np.ndarray:
+            class_index: np.ndarray | None = None, malignant_columns: np.ndarray | None = None) -> np.ndarray:
     """Grad-CAM heatmaps (n, height, width) in [0, 1] for uint8/float RGB ``images``.
 
     Each feature-map channel is weighted by the mean gradient of the class logit over the map;
@@ -129,7 +141,7 @@ def gradcam(model: keras.Model, images: np.ndarray, metadata: np.ndarray | None 
     inputs = model_inputs(model, images, metadata)
     with tf.GradientTape() as tape:
         tape.watch(tf.nest.flatten(inputs))  # a feature map after weightless layers only is tracked too
-        features, score = target_logits(gradients, inputs, class_index)
+        features, score = target_logits(gradients, inputs, class_index, malignant_columns)
     grads = tf.cast(tape.gradient(score, features), tf.float32)
     features = tf.cast(features, tf.float32)
     weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
@@ -146,7 +158,7 @@ def upsample(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 def saliency(model: keras.Model, images: np.ndarray, metadata: np.ndarray | None = None,
-             class_index: np.ndarray | None = None) -> np.ndarray:
+             class_index: np.ndarray | None = None, malignant_columns: np.ndarray | None = None) -> np.ndarray:
     """Vanilla gradient saliency (n, height, width) in [0, 1]: |d class logit / d pixel|, the
     maximum over colour channels, lightly smoothed."""
     if members_of(model):
@@ -155,7 +167,7 @@ def saliency(model: keras.Model, images: np.ndarray, metadata: np.ndarray | None
     pixels = tf.convert_to_tensor(np.asarray(images, np.float32))
     with tf.GradientTape() as tape:
         tape.watch(pixels)
-        _, score = target_logits(gradients, model_inputs(model, pixels, metadata), class_index)
+        _, score = target_logits(gradients, model_inputs(model, pixels, metadata), class_index, malignant_columns)
     grads = tf.reduce_max(tf.abs(tape.gradient(score, pixels)), axis=-1).numpy()
     return normalise(np.stack([cv2.GaussianBlur(g, (0, 0), sigmaX=max(g.shape) / 64) for g in grads]))
 
@@ -171,7 +183,8 @@ def ensemble_maps(method, model: keras.Model, images: np.ndarray, metadata: np.n
         pixels = np.asarray(images, np.float32) if member.resize is None else member.resize(
             tf.cast(images, tf.float32)).numpy()
         own = metadata if len(member.model.inputs) > 1 else None
-        total += member.weight * upsample(method(member.model, pixels, own, class_index), size)
+        total += member.weight * upsample(method(member.model, pixels, own, class_index, member.malignant_columns),
+                                          size)
     return normalise(total)
 
 

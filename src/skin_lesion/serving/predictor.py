@@ -42,12 +42,13 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Assessment:
-    """A batch's calibrated probabilities, feature distances (NaN without the flag) and, per
-    image, why it is out of distribution ("" when it is not)."""
+    """A batch's calibrated probabilities, feature distances (NaN without the flag), per image
+    why it is out of distribution ("" when it is not), and the probabilities before calibration."""
 
     probabilities: np.ndarray
     distances: np.ndarray
     ood_reasons: list[str]
+    raw: np.ndarray
 
 
 @dataclass
@@ -119,24 +120,29 @@ class Predictor:
             metadata, _ = self.encoding.encode(pd.DataFrame(index=range(count)))
         return metadata
 
-    def probabilities(self, images: np.ndarray, metadata: np.ndarray | None = None) -> np.ndarray:
-        """Calibrated probabilities: shape (n,) for binary models, (n, classes) otherwise."""
+    def outputs(self, images: np.ndarray, metadata: np.ndarray | None = None) -> np.ndarray:
+        """Probabilities before calibration: shape (n,) for binary models, (n, classes) otherwise."""
         if self.runner:
             outputs, _ = self.runner(images, self.metadata_for(len(images), metadata))
         else:
             outputs = self.model.predict_on_batch(self.inputs(images, metadata))
-        return self.calibration.apply(self.task.probabilities(outputs))
+        return self.task.probabilities(np.asarray(outputs))
+
+    def probabilities(self, images: np.ndarray, metadata: np.ndarray | None = None) -> np.ndarray:
+        """Calibrated probabilities: shape (n,) for binary models, (n, classes) otherwise."""
+        return self.calibration.apply(self.outputs(images, metadata))
 
     def assess(self, images: np.ndarray, metadata: np.ndarray | None = None,
                original_sizes: list[tuple[int, int]] | None = None) -> Assessment:
         """Calibrated probabilities and, where the model has the out-of-distribution flag, each
         image's feature distance and why it is unlike the training images (one pass)."""
         if self.ood is None:
-            probabilities = self.probabilities(images, metadata)
-            return Assessment(probabilities, np.full(len(images), np.nan), [""] * len(images))
+            raw = self.outputs(images, metadata)
+            return Assessment(self.calibration.apply(raw), np.full(len(images), np.nan), [""] * len(images), raw)
         outputs, features = self.outputs_and_features(images, metadata)
         distances, reasons = self.ood.reasons(images, np.asarray(features), original_sizes)
-        return Assessment(self.calibration.apply(self.task.probabilities(np.asarray(outputs))), distances, reasons)
+        raw = self.task.probabilities(np.asarray(outputs))
+        return Assessment(self.calibration.apply(raw), distances, reasons, raw)
 
     def outputs_and_features(self, images: np.ndarray, metadata: np.ndarray | None):
         """Raw outputs and pooled image features, in one pass."""

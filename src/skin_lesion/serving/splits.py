@@ -1,59 +1,58 @@
-"""Scoring a run's own split: the images of its split file at the model's size, through the
-cached input pipeline, optionally averaged over flips. Evaluation and explanations share it."""
+"""Scoring a run's own split: the images of its split file at the model's size, from the run's
+image cache, optionally averaged over flips. Evaluation, explanations and the ensemble report share it."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import tensorflow as tf
 
-from skin_lesion.data.pipeline import SplitImages, load_split_images, make_dataset
+from skin_lesion.data.pipeline import SplitImages, load_split_images
 from skin_lesion.data.split import read_split
 from skin_lesion.io_utils import read_json
 from skin_lesion.layout import RunLayout
-from skin_lesion.model_io import IMAGE_INPUT
 from skin_lesion.serving.predictor import Predictor
 
 FLIPS = ("none", "horizontal", "vertical", "both")
 
 
-def flipped(features, flip: str):
-    """A batch's features with the image mirrored left-right, top-bottom, both or not at all."""
-    image = features[IMAGE_INPUT] if isinstance(features, dict) else features
+def flipped(images: np.ndarray, flip: str) -> np.ndarray:
+    """A batch of images (n, height, width, 3) mirrored left-right, top-bottom, both or not at all."""
     if flip in ("horizontal", "both"):
-        image = tf.image.flip_left_right(image)
+        images = images[:, :, ::-1]
     if flip in ("vertical", "both"):
-        image = tf.image.flip_up_down(image)
-    return {**features, IMAGE_INPUT: image} if isinstance(features, dict) else image
+        images = images[:, ::-1]
+    return images
 
 
-def predict_split(predictor: Predictor, images: SplitImages, batch_size: int,
-                  tta: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Raw and calibrated probabilities for a split's images, in table order; with ``tta``
-    the raw outputs are averaged over flips first."""
+@dataclass
+class SplitScores:
+    """A split's probabilities before and after calibration (in table order; averaged over flips
+    with test-time augmentation), and each image's feature distance and out-of-distribution reason
+    ("" when in distribution; from the unflipped image)."""
+
+    raw: np.ndarray
+    probabilities: np.ndarray
+    distances: np.ndarray
+    ood_reasons: list[str]
+
+
+def score_split(predictor: Predictor, images: SplitImages, batch_size: int, tta: bool = False) -> SplitScores:
+    """Score a split's cached images at the model's size in one pass: probabilities and the
+    out-of-distribution flag together (the files' own sizes are not checked here)."""
     metadata, _ = predictor.encode_metadata(images.table)
-    dataset = make_dataset(images, np.zeros((len(images.rows), 1)), batch_size, training=False,
-                           metadata=metadata)
-    features = dataset.map(lambda batch, _targets: batch)
-    flips = FLIPS if tta else FLIPS[:1]
-    raw = np.mean([predictor.model.predict(features.map(lambda f, flip=flip: flipped(f, flip)), verbose=0)
-                   for flip in flips], axis=0)
-    raw = predictor.task.probabilities(raw)
-    return raw, predictor.calibration.apply(raw)
-
-
-def assess_split(predictor: Predictor, images: SplitImages, batch_size: int) -> tuple[np.ndarray, list[str]]:
-    """Each image's feature distance and out-of-distribution reason ("" when in distribution),
-    from the cached images at the model's size (the files' own sizes are not checked here)."""
-    metadata, _ = predictor.encode_metadata(images.table)
-    distances, reasons = [], []
+    raw, distances, reasons = [], [], []
     for start in range(0, len(images.rows), batch_size):
         batch = slice(start, start + batch_size)
-        assessment = predictor.assess(images.cache.images[images.rows[batch]],
-                                      None if metadata is None else metadata[batch])
+        pixels = images.cache.images[images.rows[batch]]
+        own = None if metadata is None else metadata[batch]
+        assessment = predictor.assess(pixels, own)
+        flips = [predictor.outputs(flipped(pixels, flip), own) for flip in FLIPS[1:]] if tta else []
+        raw.append(np.mean([assessment.raw, *flips], axis=0))
         distances.append(assessment.distances)
         reasons += assessment.ood_reasons
-    return np.concatenate(distances), reasons
+    raw = np.concatenate(raw)
+    return SplitScores(raw, predictor.calibration.apply(raw), np.concatenate(distances), reasons)
 
 
 def run_split_images(run: RunLayout, split: str, size: int) -> SplitImages:

@@ -40,7 +40,8 @@ def training_throughput(settings: dict, epochs: int) -> dict:
         timer = EpochTimer()
         model.fit(data.train_dataset(0, epochs + 1), steps_per_epoch=data.steps_per_epoch,
                   epochs=epochs + 1, class_weight=data.class_weight, callbacks=[timer], verbose=0)
-    return {"images_per_second": len(data.train_labels) / float(np.median(timer.seconds[1:])),
+    seconds = float(np.median(timer.seconds[1:]))
+    return {"images_per_second": len(data.train_labels) / seconds, "seconds_per_epoch": seconds,
             "policy": setup.policy}
 
 

@@ -3,7 +3,8 @@
 * GPU memory growth is switched on so TensorFlow does not grab every GPU's whole memory.
 * Precision ``auto`` is ``mixed_float16`` on GPUs (Tensor Cores), ``mixed_bfloat16`` on CPUs
   with bfloat16 matrix units (AVX512-BF16 or AMX, where ``scripts/bench_training.py``
-  measured training 42 % faster) and ``float32`` elsewhere. Keras wraps the optimizer in a
+  measured training 42 % faster) and ``float32`` elsewhere, or where ``ONEDNN_MAX_CPU_ISA``
+  caps oneDNN below those units (``AVX2`` shows an older CPU's path on a newer one). Keras wraps the optimizer in a
   ``LossScaleOptimizer`` for ``mixed_float16`` by itself.
 * ``MirroredStrategy`` spans all visible GPUs (or the devices given), and
   ``MultiWorkerMirroredStrategy`` several processes or machines when ``TF_CONFIG`` is set.
@@ -28,6 +29,10 @@ from skin_lesion.training.multiworker import describe_worker, is_multi_worker, p
 log = logging.getLogger(__name__)
 
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+#: oneDNN's instruction sets (``ONEDNN_MAX_CPU_ISA`` values), oldest first: bfloat16 runs from
+#: AVX512_CORE on (emulated), on bfloat16 units from AVX512_CORE_BF16 on.
+ONEDNN_ISAS = ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI",
+               "AVX512_CORE_BF16", "AVX512_CORE_FP16", "AVX512_CORE_AMX", "AVX512_CORE_AMX_FP16")
 
 
 @dataclass
@@ -55,14 +60,29 @@ class DeviceSetup:
         }
 
 
-def cpu_has_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
-    """True if the CPU has bfloat16 matrix units (read from Linux's CPU flags)."""
+def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> set[str]:
+    """The CPU's feature flags as Linux lists them (empty where unreadable)."""
     try:
         text = Path(cpuinfo).read_text()
     except OSError:
-        return False
-    flags = {flag for line in text.splitlines() if line.startswith("flags") for flag in line.split()}
-    return any(flag in flags for flag in BF16_CPU_FLAGS)
+        return set()
+    return {flag for line in text.splitlines() if line.startswith("flags") for flag in line.split()}
+
+
+def isa_capped_below(isa: str, isa_cap: str | None = None) -> bool:
+    """True if ``isa_cap`` (by default ``ONEDNN_MAX_CPU_ISA``) keeps oneDNN below ``isa``."""
+    cap = (os.environ.get("ONEDNN_MAX_CPU_ISA", "") if isa_cap is None else isa_cap).upper()
+    return cap in ONEDNN_ISAS and ONEDNN_ISAS.index(cap) < ONEDNN_ISAS.index(isa)
+
+
+def cpu_has_bf16(cpuinfo: Path = Path("/proc/cpuinfo"), isa_cap: str | None = None) -> bool:
+    """True if the CPU has bfloat16 matrix units (read from Linux's CPU flags) that oneDNN may use."""
+    return bool(cpu_flags(cpuinfo) & set(BF16_CPU_FLAGS)) and not isa_capped_below("AVX512_CORE_BF16", isa_cap)
+
+
+def cpu_runs_bf16(cpuinfo: Path = Path("/proc/cpuinfo"), isa_cap: str | None = None) -> bool:
+    """True if oneDNN can run bfloat16 on this CPU at all (AVX-512; on AVX2 its kernels fail)."""
+    return "avx512f" in cpu_flags(cpuinfo) and not isa_capped_below("AVX512_CORE", isa_cap)
 
 
 def precision_policy(precision: str, has_gpu: bool, has_bf16_cpu: bool = False) -> str:
@@ -91,6 +111,16 @@ def make_strategy(devices: list[str] | None = None) -> tf.distribute.Strategy:
     return tf.distribute.get_strategy()
 
 
+def precision_reason(precision: str, policy: str) -> str:
+    """Why ``auto`` chose a CPU policy, for the log ("" when the user chose it)."""
+    if precision != "auto" or policy == "mixed_float16":
+        return ""
+    if policy == "mixed_bfloat16":
+        return " (auto: this CPU has bfloat16 units)"
+    cap = os.environ.get("ONEDNN_MAX_CPU_ISA")
+    return f" (auto: ONEDNN_MAX_CPU_ISA={cap})" if cap else ""
+
+
 def configure_devices(precision: str = "auto", devices: list[str] | None = None,
                       deterministic: bool = False) -> DeviceSetup:
     """Set memory growth, the global precision policy and pick the strategy. Call once, early."""
@@ -101,6 +131,10 @@ def configure_devices(precision: str = "auto", devices: list[str] | None = None,
         except RuntimeError as error:  # already initialised: growth can no longer change
             log.warning("Could not enable memory growth on %s: %s", gpu.name, error)
     policy = precision_policy(precision, bool(gpus), cpu_has_bf16())
+    if policy == "mixed_bfloat16" and not gpus and not cpu_runs_bf16():
+        raise ConfigError("--precision bfloat16: this CPU cannot run bfloat16 (oneDNN needs AVX-512; "
+                          f"ONEDNN_MAX_CPU_ISA={os.environ.get('ONEDNN_MAX_CPU_ISA', 'unset')}); "
+                          "use --precision float32 or auto.")
     keras.mixed_precision.set_global_policy(policy)
     if deterministic:
         tf.config.experimental.enable_op_determinism()
@@ -109,7 +143,7 @@ def configure_devices(precision: str = "auto", devices: list[str] | None = None,
         # oneDNN's once-per-process notice on boolean ops, printed mid-training by the 7-class
         # AUC metrics on CPUs without full AVX-512, is triggered (and caught) here instead.
         tf.transpose(tf.zeros((1, 1), tf.bool))
-    reason = " (auto: this CPU has bfloat16 units)" if precision == "auto" and policy == "mixed_bfloat16" else ""
+    reason = precision_reason(precision, policy)
     setup = DeviceSetup(strategy, policy, [gpu.name for gpu in gpus])
     log.info("Devices: %d GPU(s), %s with %d replica(s), precision %s%s%s", len(gpus),
              setup.strategy_name, strategy.num_replicas_in_sync, policy, reason,

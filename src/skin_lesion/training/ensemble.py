@@ -1,8 +1,9 @@
 """An ensemble run: a new run folder whose model averages the probabilities of finished runs.
 
-The members must share the task, label space and split file (so the validation split that
-calibrates the ensemble and the test split that evaluates it are the ones each member was kept
-away from). The ensemble's model (``skin_lesion.models.ensemble``) is saved like a trained one,
+The members must share the label space and split file (so the validation split that calibrates
+the ensemble and the test split that evaluates it are the ones each member was kept away from).
+With one binary member the ensemble is binary, and its 7-class members join it through their
+malignant score. The ensemble's model (``skin_lesion.models.ensemble``) is saved like a trained one,
 and the steps that finish a training run give it validation probabilities, a calibration refitted
 on validation and the out-of-distribution flag; its record lists the members.
 """
@@ -40,11 +41,11 @@ class MemberRun:
     record: dict
 
     @classmethod
-    def open(cls, run_dir: Path) -> "MemberRun":
-        run = layout.open_run(Path(run_dir), flag="--runs")
+    def open(cls, run_dir: Path, flag: str = "--runs") -> "MemberRun":
+        run = layout.open_run(Path(run_dir), flag=flag)
         record = read_json(run.config, "Training config")
         if record.get("status") != "completed":
-            raise ConfigError(f"--runs {run_dir}: that run has not completed; finish it or leave it out.")
+            raise ConfigError(f"{flag} {run_dir}: that run has not completed; finish it or leave it out.")
         return cls(run, record)
 
     @property
@@ -56,24 +57,40 @@ class MemberRun:
         return int(self.record["settings"]["img_size"])
 
     def as_record(self, weight: float) -> dict:
-        return {"run": str(self.run.root), "architecture": self.record["architecture"],
+        return {"run": str(self.run.root), "architecture": self.record["architecture"], "task": self.task.kind,
                 "img_size": self.img_size, "uses_metadata": bool(self.record.get("metadata_encoding")),
                 "weight": weight}
 
+    def validation(self, task: Task):
+        """The run's validation results as ``task`` reads them (a 7-class run's malignant score
+        for a binary task)."""
+        from skin_lesion.evaluation.selection import Validation
 
-def check_members(members: list[MemberRun]) -> None:
+        validation = Validation.read(str(self.run.root), self.run.val_probs)
+        if self.task == task:
+            return validation
+        return Validation(validation.run, self.task.malignant_of_labels(validation.labels),
+                          self.task.malignant_score(validation.probabilities), validation.image_ids)
+
+
+def ensemble_task(members: list[MemberRun]) -> Task:
+    """Binary if any member is (its 7-class members give their malignant score), else their task."""
+    return next((member.task for member in members if member.task.is_binary), members[0].task)
+
+
+def check_members(members: list[MemberRun], flag: str = "--runs") -> None:
     """Refuse, in one line naming the run, members that cannot be averaged."""
     first = members[0]
     if len({member.run.root for member in members}) < 2:
-        raise ConfigError(f"--runs: an ensemble needs at least two different runs; {first.run.root} alone "
+        raise ConfigError(f"{flag}: an ensemble needs at least two different runs; {first.run.root} alone "
                           "is its own model.")
     for member in members[1:]:
-        if member.task != first.task:
-            raise ConfigError(f"--runs {member.run.root}: its task ({member.task.describe()} over "
-                              f"{member.task.label_space.name}) differs from {first.run.root}'s; "
-                              "ensemble runs of one task.")
+        if member.task.label_space != first.task.label_space:
+            raise ConfigError(f"{flag} {member.run.root}: its diagnoses ({member.task.label_space.name}: "
+                              f"{', '.join(member.task.label_space.codes)}) differ from {first.run.root}'s; "
+                              "ensemble runs of one label space.")
         if member.record["split_sha256"] != first.record["split_sha256"]:
-            raise ConfigError(f"--runs {member.run.root}: trained on another split file "
+            raise ConfigError(f"{flag} {member.run.root}: trained on another split file "
                               f"({member.record['split_file']}) than {first.run.root}; ensemble runs of one split.")
 
 
@@ -86,10 +103,10 @@ def check_encoding(members: list[MemberRun], encoding: dict | None) -> None:
                               "the split's training data now; leave it out or train it again.")
 
 
-def ensemble_config(members: list[MemberRun], outputs_dir: Path) -> TrainConfig:
+def ensemble_config(members: list[MemberRun], task: Task, outputs_dir: Path) -> TrainConfig:
     """The first member's settings at the largest member size, with metadata if any member uses it."""
     settings = members[0].record["settings"]
-    return dataclasses.replace(TrainConfig(**settings), architecture=ARCHITECTURE,
+    return dataclasses.replace(TrainConfig(**settings), architecture=ARCHITECTURE, task=task.kind,
                                img_size=max(member.img_size for member in members),
                                use_metadata=any(member.record.get("metadata_encoding") for member in members),
                                outputs_dir=str(Path(outputs_dir).resolve()))
@@ -117,13 +134,15 @@ def make_ensemble(run_dirs: list[Path], weights: list[float] | None, outputs_dir
     if len(weights) != len(members):
         raise ConfigError(f"--weights: {len(weights)} weight(s) for {len(members)} run(s); give one per run.")
     check_members(members)
-    config = ensemble_config(members, outputs_dir)
-    data = load_training_data(config, members[0].task)
+    task = ensemble_task(members)
+    config = ensemble_config(members, task, outputs_dir)
+    data = load_training_data(config, task)
     check_encoding(members, data.encoding.as_dict() if data.encoding else None)
     run = layout.OutputsLayout(Path(outputs_dir)).new_run(ARCHITECTURE, data.task.kind)
     log.info("Ensemble run folder: %s", run.root)
     records = [member.as_record(weight / sum(weights)) for member, weight in zip(members, weights)]
-    model = build_ensemble([load_for_prediction(member.run.best_model) for member in members], weights)
+    malignant = task.label_space.indices(task.label_space.malignant_codes)
+    model = build_ensemble([load_for_prediction(member.run.best_model) for member in members], weights, malignant)
     save_model(model, run.best_model, {**model_info(config, data), "members": records})
     description = describe_ensemble(config, data, records, selection)
     write_json_atomic(run.config, description)
@@ -138,11 +157,16 @@ def make_ensemble(run_dirs: list[Path], weights: list[float] | None, outputs_dir
 def select_members(run_dirs: list[Path], max_members: int) -> tuple[list[Path], list[float], dict]:
     """Greedy forward selection on the candidates' validation probabilities (the test split is
     never read): the runs chosen, their weights (times picked) and the selection record."""
-    from skin_lesion.evaluation.selection import Validation, greedy_selection
+    from skin_lesion.evaluation.selection import greedy_selection
 
-    candidates = [MemberRun.open(run_dir) for run_dir in run_dirs]
-    selection = greedy_selection([Validation.read(str(m.run.root), m.run.val_probs) for m in candidates],
-                                 max_members)
+    candidates = [MemberRun.open(run_dir, "--select-from") for run_dir in run_dirs]
+    check_members(candidates, "--select-from")
+    task = ensemble_task(candidates)
+    selection = greedy_selection([candidate.validation(task) for candidate in candidates], max_members)
     for step in selection["trace"]:
         log.info("Selection step %d: adding %s, validation score %.4f", step["step"], step["added"], step["score"])
+    if len(selection["runs"]) < 2:
+        raise ConfigError(f"--select-from: on validation no other candidate improves {selection['runs'][0]} "
+                          f"({selection['metric']} {selection['trace'][-1]['score']:.4f}); use that run as it is, "
+                          "or offer candidates that differ more (other sizes, architectures, tasks).")
     return [Path(run) for run in selection["runs"]], [float(w) for w in selection["weights"]], selection
