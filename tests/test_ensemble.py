@@ -3,6 +3,7 @@ validation only, used by every later step as any run."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -62,9 +63,13 @@ def test_ensemble_goes_through_every_later_step(ensemble_run, sample_split, tmp_
     run = copy_run(ensemble_run, tmp_path / "run")
     run_script("04_tune_threshold.py", "--run-dir", run)
     run_script("05_evaluate.py", "--run-dir", run, "--bootstrap", 20)
-    assert "## Members" in (run / "model_card.md").read_text()
     compared = json.loads((run / "test_metrics.json").read_text())["ensemble_comparison"]
     assert {"roc_auc/gain_over_best", "pr_auc/members_mean"} <= set(compared["figures"]) and compared["images"] > 0
+    card = (run / "model_card.md").read_text()
+    assert "## Members" in card and "a multiclass member gives the sum of its malignant classes" in card
+    assert re.search(r"\| `[^`]+_simple_cnn_multiclass` +\| simple_cnn +\| multiclass +\| 32x32 +\| yes +\| 0\.750 ", card)
+    value = compared["figures"]["roc_auc/ensemble"]["value"]
+    assert re.search(rf"\| ROC-AUC \(malignant score\) +\| {value:.3f} \(95 % CI", card)
     image = sorted(Path(sample_split).parent.rglob("*.jpg"))[:1] or sorted(
         Path(sample_split).parents[1].rglob("*.jpg"))[:1]
     run_script("06_infer.py", image[0], "--run-dir", run, "--output", tmp_path / "scores.csv")
@@ -149,10 +154,13 @@ def test_greedy_selection_adds_the_complementary_run_and_stops():
     assert [step["added"] for step in selection["trace"]] == ["a", "b"] and selection["trace"][-1]["score"] == 1.0
 
 
-def test_greedy_selection_of_classes_scores_balanced_accuracy_on_shared_images():
+def test_greedy_selection_of_classes_scores_macro_roc_auc_on_shared_images():
     labels = [0, 1, 2, 2]
+    # "good" ranks every class right; "other" ranks class 1 below a class-2 image. Both argmaxes are
+    # right on the shared images x, y, z, so balanced accuracy could not tell them apart.
     good = validation("good", np.eye(3)[[0, 1, 2, 2]] * 0.8 + 0.05, labels, ["w", "x", "y", "z"])
-    other = validation("other", np.eye(3)[[1, 1, 2]] * 0.8 + 0.05, labels[1:], ["x", "y", "z"])
+    other = validation("other", [[0.13, 0.44, 0.43], [0.1, 0.45, 0.45001], [0.1, 0.3, 0.6]], labels[1:], ["x", "y", "z"])
     selection = greedy_selection([other, good], max_members=2)
     assert selection["images"] == 3 and selection["runs"] == ["good"] and len(selection["trace"]) == 1
-    assert selection["metric"] == "validation balanced accuracy"
+    assert selection["metric"] == "validation macro ROC-AUC" and selection["trace"][0]["score"] == 1.0
+    assert selection["trace"][0]["candidates"]["other"] == 0.75  # class 1: 1/2; class 2: 1

@@ -61,6 +61,15 @@ def ranking_metrics(truth: np.ndarray, score: np.ndarray) -> dict[str, float]:
             "pr_auc": float(metrics.average_precision_score(truth, score))}
 
 
+def macro_roc_auc(labels: np.ndarray, probabilities: np.ndarray) -> float:
+    """One-vs-rest ROC-AUC averaged over the classes (the columns); NaN unless every class is present."""
+    classes = probabilities.shape[1]
+    if len(np.unique(labels)) < classes:
+        return float("nan")
+    return float(metrics.roc_auc_score(labels, probabilities, multi_class="ovr", average="macro",
+                                       labels=range(classes)))
+
+
 def cluster_bootstrap(metric: Callable[[np.ndarray], dict[str, float]], clusters: np.ndarray,
                       samples: int = BOOTSTRAP_SAMPLES, seed: int = 0,
                       level: float = 0.95) -> dict[str, list[float]]:

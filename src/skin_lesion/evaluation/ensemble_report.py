@@ -16,17 +16,19 @@ from sklearn import metrics
 
 from skin_lesion.defaults import PREDICTION_BATCH
 from skin_lesion.layout import open_run
-from skin_lesion.metrics import cluster_bootstrap, ranking_metrics
+from skin_lesion.metrics import cluster_bootstrap, macro_roc_auc, ranking_metrics
 from skin_lesion.serving.predictor import Predictor, from_run
 from skin_lesion.serving.splits import run_split_images, score_split
 
 
 def figures(predictor: Predictor, labels: np.ndarray, probabilities: np.ndarray) -> dict[str, float]:
-    """ROC-AUC and PR-AUC of the malignant score; balanced accuracy too with several classes."""
+    """ROC-AUC and PR-AUC of the malignant score; balanced accuracy and macro ROC-AUC too with
+    several classes."""
     truth = predictor.task.malignant_of_labels(labels)
     result = ranking_metrics(truth, predictor.scores(probabilities))
     if not predictor.task.is_binary:
         result["balanced_accuracy"] = float(metrics.balanced_accuracy_score(labels, predictor.top_classes(probabilities)))
+        result["macro_roc_auc"] = macro_roc_auc(labels, probabilities)
     return result
 
 

@@ -19,8 +19,8 @@ from skin_lesion.evaluation.ensemble_report import compare_with_members
 from skin_lesion.evaluation.model_card import write_model_card
 from skin_lesion.io_utils import read_json, refuse_overwrite, write_json_atomic, write_text_atomic
 from skin_lesion.layout import RunLayout
-from skin_lesion.metrics import (calibration_bins, cluster_bootstrap, expected_calibration_error, rates_at,
-                                 ranking_metrics, score_calibration, with_intervals)
+from skin_lesion.metrics import (calibration_bins, cluster_bootstrap, expected_calibration_error, macro_roc_auc,
+                                 rates_at, ranking_metrics, score_calibration, with_intervals)
 from skin_lesion.plots import (confusion_matrix_figure, per_class_roc_figure, precision_recall_figure,
                                reliability_figure, roc_figure, save_figure, score_histogram_figure)
 from skin_lesion.models.ood import OOD_COLUMNS
@@ -137,13 +137,9 @@ def multiclass_metrics(labels: np.ndarray, probabilities: np.ndarray, predicted:
     names = list(class_names)
 
     def summary(indices: np.ndarray) -> dict[str, float]:
-        present = np.unique(labels[indices])
-        macro = (metrics.roc_auc_score(labels[indices], probabilities[indices], multi_class="ovr",
-                                       average="macro", labels=range(len(names)))
-                 if len(present) == len(names) else float("nan"))
         return {"accuracy": metrics.accuracy_score(labels[indices], predicted[indices]),
                 "balanced_accuracy": metrics.balanced_accuracy_score(labels[indices], predicted[indices]),
-                "macro_roc_auc": macro}
+                "macro_roc_auc": macro_roc_auc(labels[indices], probabilities[indices])}
 
     everything = np.arange(len(labels))
     return {

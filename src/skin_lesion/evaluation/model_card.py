@@ -151,15 +151,22 @@ def members_section(records: RunRecords) -> str:
             + comparison(records.metrics.get("ensemble_comparison")))
 
 
+#: The figures an ensemble is compared on (``ensemble_comparison`` in test_metrics.json), named.
+COMPARED_FIGURES = {"roc_auc": "ROC-AUC (malignant score)", "pr_auc": "PR-AUC (malignant score)",
+                    "balanced_accuracy": "balanced accuracy", "macro_roc_auc": "macro ROC-AUC"}
+
+
 def comparison(compared: dict | None) -> str:
     """The ensemble against its best member and the members' mean on the test split."""
     if not compared:
         return ""
-    keys = sorted({key.split("/")[0] for key in compared["figures"]})
-    rows = [[key, *(value_with_interval(compared["figures"][f"{key}/{part}"]) for part in
-                    ("ensemble", "best_member", "members_mean", "gain_over_best", "gain_over_mean"))] for key in keys]
+    keys = [key for key in COMPARED_FIGURES if f"{key}/ensemble" in compared["figures"]]
+    rows = [[COMPARED_FIGURES[key], *(value_with_interval(compared["figures"][f"{key}/{part}"]) for part in
+                                      ("ensemble", "best_member", "members_mean", "gain_over_best", "gain_over_mean"))]
+            for key in keys]
     return (f"\n\nOn the {compared['images']} test images all of them scored (paired bootstrap intervals, "
-            "the same lesions resampled for all):\n\n"
+            "the same lesions resampled for all; the best member is the one best on these test images for "
+            "each figure, which favours it):\n\n"
             + markdown_table(["", "ensemble", "best member", "members' mean", "gain over best", "gain over mean"], rows))
 
 
