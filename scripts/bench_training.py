@@ -63,7 +63,7 @@ def base_settings(args) -> dict:
 def main(args) -> int:
     default = ["as-shipped"] if args.config else ["float32:precision=float32", "bfloat16:precision=bfloat16"]
     variants, base = args.variant or default, base_settings(args)
-    print(f"{args.config or base['architecture']}: {base['architecture']} {base['img_size']}x{base['img_size']}, "
+    print(f"{args.config + ': ' if args.config else ''}{base['architecture']} {base['img_size']}x{base['img_size']}, "
           f"batch {base['batch_size']}, median of {args.epochs} epoch(s) after a warm-up epoch")
     for name, settings in map(parse_variant, variants):
         result = subprocess.run([sys.executable, "-m", "skin_lesion.training.benchmark",

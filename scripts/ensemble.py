@@ -10,7 +10,8 @@ the largest member's size (and the metadata, if any member uses it), resizes it 
 each member and adds the members' weighted probabilities. Its calibration is refitted on
 validation, its out-of-distribution flag fitted, and its training_config.json lists the members
 (and the selection trace). Threshold, evaluation, inference, explanations, the app and export then
-use it as any run. Members must share the task, label space and split file.
+use it as any run. Members must share the label space and split file; with a binary member the
+ensemble is binary and its 7-class members give their malignant score.
 """
 from __future__ import annotations
 
@@ -38,6 +39,8 @@ def build_parser():
 def check(args) -> None:
     if args.weights and not args.runs:
         raise ConfigError("--weights goes with --runs; --select-from weighs runs by how often it picks them.")
+    if args.max_members < 2:
+        raise ConfigError(f"--max-members must be at least 2 (an ensemble of one run is that run); got {args.max_members}.")
 
 
 def main(args) -> int:

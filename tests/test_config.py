@@ -81,13 +81,13 @@ def test_precision_policies():
 
 def test_bf16_units_are_read_from_the_cpu_flags(tmp_path):
     cpuinfo = tmp_path / "cpuinfo"
-    cpuinfo.write_text("processor : 0\nflags : fpu sse avx2 avx512f\n")
+    cpuinfo.write_text("processor : 0\nflags : fpu sse avx2 avx512f avx512bw avx512vl avx512dq\n")
     assert not cpu_has_bf16(cpuinfo, isa_cap="") and cpu_runs_bf16(cpuinfo, isa_cap="")  # emulated on AVX-512
-    cpuinfo.write_text("processor : 0\nflags : fpu avx512f avx512_bf16 amx_tile\n")
+    cpuinfo.write_text("processor : 0\nflags : fpu avx512f avx512bw avx512vl avx512dq avx512_bf16 amx_tile\n")
     assert cpu_has_bf16(cpuinfo, isa_cap="") and cpu_has_bf16(cpuinfo, isa_cap="AVX512_CORE_AMX")
     assert not cpu_has_bf16(cpuinfo, isa_cap="avx2")  # ONEDNN_MAX_CPU_ISA=AVX2: an older CPU's path
     assert not cpu_runs_bf16(cpuinfo, isa_cap="AVX2") and cpu_runs_bf16(cpuinfo, isa_cap="AVX512_CORE")
-    cpuinfo.write_text("processor : 0\nflags : fpu sse avx2\n")
+    cpuinfo.write_text("processor : 0\nflags : fpu sse avx2 avx512f\n")  # AVX-512 without BW/VL/DQ (Xeon Phi)
     assert not cpu_runs_bf16(cpuinfo, isa_cap="")
     assert not cpu_has_bf16(tmp_path / "missing", isa_cap="")
 

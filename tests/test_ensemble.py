@@ -85,6 +85,57 @@ def test_ensemble_goes_through_every_later_step(ensemble_run, sample_split, tmp_
     assert (row["architecture"], row["status"], row["epochs_planned"]) == ("ensemble", "completed", None)
 
 
+def tiny_model(size: int, units: int, seed: int):
+    """A model shaped as the project's (image input, pooled features, named output), untrained."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    image = keras.Input((size, size, 3), name="image")
+    pooled = keras.layers.GlobalAveragePooling2D(name="pool")(keras.layers.Conv2D(4, 3)(keras.layers.Rescaling(1 / 255)(image)))
+    output = keras.layers.Dense(units, activation="sigmoid" if units == 1 else "softmax", name="prediction")(pooled)
+    return keras.Model(image, output)
+
+
+def test_a_binary_ensemble_sums_a_7_class_members_malignant_classes_and_says_so_after_saving(tmp_path):
+    import keras
+
+    from skin_lesion.models.ensemble import build_ensemble, members_of
+
+    binary, seven = tiny_model(16, 1, 0), tiny_model(8, 7, 1)
+    path = tmp_path / "ensemble.h5"
+    build_ensemble([binary, seven], [1, 3], units=1, malignant_columns=[0, 1, 4]).save(path)
+    loaded = keras.models.load_model(path, compile=False)
+    images = np.random.default_rng(2).integers(0, 256, (4, 16, 16, 3)).astype(np.float32)
+    classes = seven.predict(keras.layers.Resizing(8, 8)(images).numpy(), verbose=0)
+    expected = 0.25 * binary.predict(images, verbose=0) + 0.75 * classes[:, [0, 1, 4]].sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(loaded.predict(images, verbose=0), expected, atol=1e-6)
+    first, second = members_of(loaded)
+    assert first.malignant_columns is None and first.resize is None and first.weight == 0.25
+    assert second.malignant_columns.tolist() == [0, 1, 4] and second.resize is not None and second.weight == 0.75
+    with pytest.raises(ValueError, match="needs the malignant classes"):
+        build_ensemble([binary, seven], [1, 1], units=1)
+
+
+def test_the_malignant_logit_of_a_softmax_is_the_log_odds_of_its_malignant_classes():
+    import tensorflow as tf
+
+    from skin_lesion.explanation.gradcam import malignant_logit
+
+    logits = np.array([[0.5, -1.0, 2.0, 0.0, 1.5, 3.0, -2.0]], np.float32)
+    probabilities = np.exp(logits) / np.exp(logits).sum()
+    malignant = probabilities[0, [0, 1, 4]].sum()
+    value = malignant_logit(tf.constant(logits), np.array([0, 1, 4])).numpy()
+    np.testing.assert_allclose(value, [[np.log(malignant / (1 - malignant))]], rtol=1e-5)
+
+
+def test_refuses_what_cannot_be_an_ensemble_naming_the_flag(trained_run, tmp_path):
+    same = run_script("ensemble.py", "--runs", trained_run.run, trained_run.run, "--outputs-dir", tmp_path,
+                      check=False)
+    assert same.returncode == 2 and "--runs: an ensemble needs at least two different runs" in same.stderr
+    one = run_script("ensemble.py", "--select-from", trained_run.run, "--max-members", 1, check=False)
+    assert one.returncode == 2 and "--max-members must be at least 2" in one.stderr
+
+
 def test_refuses_members_of_another_label_space(trained_run, tmp_path):
     from skin_lesion.errors import ConfigError
     from skin_lesion.layout import RunLayout
@@ -102,7 +153,7 @@ def test_refuses_members_of_another_label_space(trained_run, tmp_path):
 def designed_candidates(trained_run, metadata_run, tmp_path) -> tuple[Path, Path]:
     """Copies of the binary and the 7-class run whose validation results complement each other:
     the binary run ranks the first half of the malignant images right, the 7-class run's malignant
-    score (its mel column) the second half; together they rank every image right."""
+    score (akiec + bcc + mel) the second half; together they rank every image right."""
     binary, classes = copy_run(trained_run.run, tmp_path / "binary"), copy_run(metadata_run.run, tmp_path / "classes")
     with np.load(binary / "val_probs.npz") as saved:
         labels, ids = saved["labels"], saved["image_ids"]
@@ -113,7 +164,9 @@ def designed_candidates(trained_run, metadata_run, tmp_path) -> tuple[Path, Path
     mel = np.where(second, 0.95, np.where(first, 0.2, 0.25))
     np.savez(binary / "val_probs.npz", labels=labels, probabilities=binary_scores.astype(np.float32), image_ids=ids)
     seven = np.zeros((len(labels), 7), np.float32)
-    seven[:, 4], seven[:, 5] = mel, 1 - mel  # mel, nv
+    rows = np.arange(len(labels))
+    seven[rows, np.array([0, 1, 4])[rows % 3]] = mel  # the malignant mass on akiec, bcc or mel in turn
+    seven[:, 5] = 1 - mel  # nv
     np.savez(classes / "val_probs.npz", labels=np.where(labels == 1, 4, 5), probabilities=seven, image_ids=ids)
     return binary, classes
 

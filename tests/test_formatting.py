@@ -17,3 +17,4 @@ def test_other_precisions_and_intervals():
     assert score_text(0.996, digits=2) == "> 0.99" and score_text(0.004, digits=2) == "< 0.01"
     assert interval_text((0.8318, 1.0)) == "95 % CI 0.83–1.00"
     assert interval_text((-0.0591, 0.0132), 3) == "95 % CI -0.059 to 0.013"  # not "-0.059–0.013"
+    assert interval_text((-0.0001, 0.0132), 3) == "95 % CI -0.000 to 0.013"

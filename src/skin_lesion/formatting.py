@@ -23,5 +23,5 @@ def score_text(value: float, digits: int = 3) -> str:
 
 def interval_text(interval: Sequence[float], digits: int = 2) -> str:
     """``95 % CI 0.83–1.00``, or ``95 % CI -0.059 to 0.013`` where a dash would read as a minus."""
-    low, high = interval
-    return f"95 % CI {low:.{digits}f}{' to ' if low < 0 else '–'}{high:.{digits}f}"
+    low, high = (f"{bound:.{digits}f}" for bound in interval)
+    return f"95 % CI {low}{' to ' if low.startswith('-') else '–'}{high}"

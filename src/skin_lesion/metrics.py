@@ -61,13 +61,14 @@ def ranking_metrics(truth: np.ndarray, score: np.ndarray) -> dict[str, float]:
             "pr_auc": float(metrics.average_precision_score(truth, score))}
 
 
-def macro_roc_auc(labels: np.ndarray, probabilities: np.ndarray) -> float:
-    """One-vs-rest ROC-AUC averaged over the classes (the columns); NaN unless every class is present."""
-    classes = probabilities.shape[1]
-    if len(np.unique(labels)) < classes:
+def macro_roc_auc(labels: np.ndarray, probabilities: np.ndarray, present_only: bool = False) -> float:
+    """One-vs-rest ROC-AUC averaged over the classes (the columns): NaN unless every class is
+    present, or with ``present_only`` over the classes present (NaN with fewer than two)."""
+    labels = np.asarray(labels)
+    classes = np.unique(labels) if present_only else np.arange(probabilities.shape[1])
+    if len(classes) < 2 or not np.isin(classes, labels).all():
         return float("nan")
-    return float(metrics.roc_auc_score(labels, probabilities, multi_class="ovr", average="macro",
-                                       labels=range(classes)))
+    return float(np.mean([metrics.roc_auc_score(labels == c, probabilities[:, c]) for c in classes]))
 
 
 def cluster_bootstrap(metric: Callable[[np.ndarray], dict[str, float]], clusters: np.ndarray,

@@ -57,16 +57,17 @@ def compare_with_members(members: list[dict], predictor: Predictor, table: pd.Da
         mine = figures(predictor, labels[rows], ensemble[rows])
         theirs = [figures(member, labels[rows], values[rows]) for member, values in own]
         result = {}
-        for key, value in mine.items():
-            values = [figure[key] for figure in theirs]
+        for key in point:
+            value, values = mine[key], [figure[key] for figure in theirs]
             best, mean = values[int(np.nanargmax(point[key]))], float(np.mean(values))
             result.update({f"{key}/ensemble": value, f"{key}/best_member": best, f"{key}/members_mean": mean,
                            f"{key}/gain_over_best": value - best, f"{key}/gain_over_mean": value - mean})
         return result
 
     everything = np.arange(len(labels))
-    point = {key: [figures(member, labels, values)[key] for member, values in own]
-             for key in figures(predictor, labels, ensemble)}
+    defined = {key for key, value in figures(predictor, labels, ensemble).items() if np.isfinite(value)}
+    point = {key: [figures(member, labels, values)[key] for member, values in own] for key in defined}
+    point = {key: values for key, values in point.items() if np.isfinite(values).all()}  # e.g. a class absent
     values, intervals = compared(everything), cluster_bootstrap(compared, clusters, samples)
     return {"images": int(shared.sum()), "best_member": {key: members[int(np.nanargmax(v))]["run"]
                                                           for key, v in point.items()},

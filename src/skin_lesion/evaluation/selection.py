@@ -21,6 +21,7 @@ import numpy as np
 from sklearn import metrics
 
 from skin_lesion.errors import ConfigError
+from skin_lesion.metrics import macro_roc_auc
 
 
 @dataclass
@@ -59,8 +60,7 @@ def validation_score(labels: np.ndarray, probabilities: np.ndarray) -> float:
     ROC-AUC over the classes the images include (a class without validation images has none)."""
     if probabilities.ndim == 1:
         return float(metrics.average_precision_score(labels, probabilities))
-    present = [c for c in np.unique(labels) if (labels == c).sum() < len(labels)]
-    return float(np.mean([metrics.roc_auc_score(labels == c, probabilities[:, c]) for c in present]))
+    return macro_roc_auc(labels, probabilities, present_only=True)
 
 
 def greedy_selection(validations: list[Validation], max_members: int) -> dict:

@@ -43,7 +43,7 @@ def malignant_sum(columns: Sequence[int], width: int, name: str) -> keras.layers
     """A fixed layer adding the probabilities of the malignant ``columns`` of ``width`` classes."""
     if not len(columns):
         raise ValueError(f"{name}: a multi-class member of a binary ensemble needs the malignant classes.")
-    layer = keras.layers.Dense(1, use_bias=False, trainable=False, name=name)
+    layer = keras.layers.Dense(1, use_bias=False, trainable=False, dtype="float32", name=name)
     layer.build((None, width))
     kernel = np.zeros((width, 1), np.float32)
     kernel[list(columns)] = 1.0
@@ -51,13 +51,12 @@ def malignant_sum(columns: Sequence[int], width: int, name: str) -> keras.layers
     return layer
 
 
-def build_ensemble(members: list[keras.Model], weights: list[float], malignant_columns: Sequence[int] = (),
-                   name: str = "ensemble") -> keras.Model:
-    """The weighted average of ``members`` (at least two; weights are normalised to sum to 1).
-    With a binary member the ensemble is binary, and its multi-class members give the sum of their
+def build_ensemble(members: list[keras.Model], weights: list[float], units: int,
+                   malignant_columns: Sequence[int] = (), name: str = "ensemble") -> keras.Model:
+    """The weighted average of ``members`` (at least two; weights are normalised to sum to 1) with
+    ``units`` outputs: in a binary ensemble (one unit) multi-class members give the sum of their
     ``malignant_columns``."""
     size = max(input_size(member) for member in members)
-    units = min(output_width(member) for member in members)
     width = max(metadata_width(member) for member in members)
     image = keras.Input((size, size, 3), name=IMAGE_INPUT)
     metadata = keras.Input((width,), name=METADATA_INPUT) if width else None

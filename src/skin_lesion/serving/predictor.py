@@ -128,10 +128,6 @@ class Predictor:
             outputs = self.model.predict_on_batch(self.inputs(images, metadata))
         return self.task.probabilities(np.asarray(outputs))
 
-    def probabilities(self, images: np.ndarray, metadata: np.ndarray | None = None) -> np.ndarray:
-        """Calibrated probabilities: shape (n,) for binary models, (n, classes) otherwise."""
-        return self.calibration.apply(self.outputs(images, metadata))
-
     def assess(self, images: np.ndarray, metadata: np.ndarray | None = None,
                original_sizes: list[tuple[int, int]] | None = None) -> Assessment:
         """Calibrated probabilities and, where the model has the out-of-distribution flag, each

@@ -209,8 +209,9 @@ HELP = {
     "img_size": "square input size in pixels (default: the architecture's native size)",
     "augmentation": "random flips, rotation, shift, zoom, brightness and contrast in training",
     "seed": "seed for Python, NumPy, TensorFlow and the augmentation",
-    "precision": "auto (mixed_float16 on GPUs, mixed_bfloat16 on CPUs with bfloat16 units, "
-                 "else float32), float32, float16 or bfloat16",
+    "precision": "auto (mixed_float16 on GPUs, mixed_bfloat16 on CPUs with bfloat16 units that "
+                 "ONEDNN_MAX_CPU_ISA leaves on, else float32), float32, float16 or bfloat16 (needs AVX-512 "
+                 "on CPUs)",
     "dropout": "dropout rate of the head",
     "dense_units": "units of the head's dense layer, 0 for none",
     "weight_decay": "AdamW weight decay",

@@ -29,6 +29,8 @@ from skin_lesion.training.multiworker import describe_worker, is_multi_worker, p
 log = logging.getLogger(__name__)
 
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+#: The CPU flags of oneDNN's AVX512_CORE, the least it runs bfloat16 on.
+AVX512_CORE_FLAGS = {"avx512f", "avx512bw", "avx512vl", "avx512dq"}
 #: oneDNN's instruction sets (``ONEDNN_MAX_CPU_ISA`` values), oldest first: bfloat16 runs from
 #: AVX512_CORE on (emulated), on bfloat16 units from AVX512_CORE_BF16 on.
 ONEDNN_ISAS = ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI",
@@ -82,7 +84,7 @@ def cpu_has_bf16(cpuinfo: Path = Path("/proc/cpuinfo"), isa_cap: str | None = No
 
 def cpu_runs_bf16(cpuinfo: Path = Path("/proc/cpuinfo"), isa_cap: str | None = None) -> bool:
     """True if oneDNN can run bfloat16 on this CPU at all (AVX-512; on AVX2 its kernels fail)."""
-    return "avx512f" in cpu_flags(cpuinfo) and not isa_capped_below("AVX512_CORE", isa_cap)
+    return AVX512_CORE_FLAGS <= cpu_flags(cpuinfo) and not isa_capped_below("AVX512_CORE", isa_cap)
 
 
 def precision_policy(precision: str, has_gpu: bool, has_bf16_cpu: bool = False) -> str:
@@ -117,8 +119,9 @@ def precision_reason(precision: str, policy: str) -> str:
         return ""
     if policy == "mixed_bfloat16":
         return " (auto: this CPU has bfloat16 units)"
-    cap = os.environ.get("ONEDNN_MAX_CPU_ISA")
-    return f" (auto: ONEDNN_MAX_CPU_ISA={cap})" if cap else ""
+    if cpu_flags() & set(BF16_CPU_FLAGS):  # it has them, and the cap keeps oneDNN from them
+        return f" (auto: ONEDNN_MAX_CPU_ISA={os.environ.get('ONEDNN_MAX_CPU_ISA')})"
+    return ""
 
 
 def configure_devices(precision: str = "auto", devices: list[str] | None = None,
@@ -132,9 +135,9 @@ def configure_devices(precision: str = "auto", devices: list[str] | None = None,
             log.warning("Could not enable memory growth on %s: %s", gpu.name, error)
     policy = precision_policy(precision, bool(gpus), cpu_has_bf16())
     if policy == "mixed_bfloat16" and not gpus and not cpu_runs_bf16():
-        raise ConfigError("--precision bfloat16: this CPU cannot run bfloat16 (oneDNN needs AVX-512; "
-                          f"ONEDNN_MAX_CPU_ISA={os.environ.get('ONEDNN_MAX_CPU_ISA', 'unset')}); "
-                          "use --precision float32 or auto.")
+        raise ConfigError("--precision bfloat16: oneDNN cannot run bfloat16 here (it needs AVX-512, and "
+                          f"ONEDNN_MAX_CPU_ISA, {os.environ.get('ONEDNN_MAX_CPU_ISA', 'unset')}, at AVX512_CORE "
+                          "or above); use --precision float32 or auto.")
     keras.mixed_precision.set_global_policy(policy)
     if deterministic:
         tf.config.experimental.enable_op_determinism()

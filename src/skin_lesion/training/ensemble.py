@@ -73,8 +73,11 @@ class MemberRun:
                           self.task.malignant_score(validation.probabilities), validation.image_ids)
 
 
-def ensemble_task(members: list[MemberRun]) -> Task:
-    """Binary if any member is (its 7-class members give their malignant score), else their task."""
+def ensemble_task(members: list[MemberRun], kind: str | None = None) -> Task:
+    """The task ``kind`` over the members' label space; by default binary if any member is (its
+    7-class members give their malignant score), else their task."""
+    if kind:
+        return Task(kind, members[0].task.label_space)
     return next((member.task for member in members if member.task.is_binary), members[0].task)
 
 
@@ -94,18 +97,19 @@ def check_members(members: list[MemberRun], flag: str = "--runs") -> None:
                               f"({member.record['split_file']}) than {first.run.root}; ensemble runs of one split.")
 
 
-def check_encoding(members: list[MemberRun], encoding: dict | None) -> None:
+def check_encoding(members: list[MemberRun], encoding: dict | None, flag: str = "--runs") -> None:
     """Members with metadata must encode it as the ensemble's one metadata input does."""
     encoding = json.loads(json.dumps(encoding))  # as the members' records hold it (lists, not tuples)
     for member in members:
         if member.record.get("metadata_encoding") not in (None, encoding):
-            raise ConfigError(f"--runs {member.run.root}: encodes the patient metadata differently from "
+            raise ConfigError(f"{flag} {member.run.root}: encodes the patient metadata differently from "
                               "the split's training data now; leave it out or train it again.")
 
 
 def ensemble_config(members: list[MemberRun], task: Task, outputs_dir: Path) -> TrainConfig:
-    """The first member's settings at the largest member size, with metadata if any member uses it."""
-    settings = members[0].record["settings"]
+    """The settings of the first member of the ensemble's task (its calibration method fits that
+    task) at the largest member size, with metadata if any member uses it."""
+    settings = next(member for member in members if member.task == task).record["settings"]
     return dataclasses.replace(TrainConfig(**settings), architecture=ARCHITECTURE, task=task.kind,
                                img_size=max(member.img_size for member in members),
                                use_metadata=any(member.record.get("metadata_encoding") for member in members),
@@ -128,21 +132,24 @@ def describe_ensemble(config: TrainConfig, data, members: list[dict], selection:
 
 def make_ensemble(run_dirs: list[Path], weights: list[float] | None, outputs_dir: Path,
                   selection: dict | None = None) -> layout.RunLayout:
-    """Build, save and finish the ensemble of ``run_dirs`` (equal weights by default)."""
-    members = [MemberRun.open(run_dir) for run_dir in run_dirs]
+    """Build, save and finish the ensemble of ``run_dirs`` (equal weights by default; of the task
+    the ``selection`` chose them for, if any)."""
+    flag = "--select-from" if selection else "--runs"
+    members = [MemberRun.open(run_dir, flag) for run_dir in run_dirs]
     weights = list(weights or [1.0] * len(members))
     if len(weights) != len(members):
         raise ConfigError(f"--weights: {len(weights)} weight(s) for {len(members)} run(s); give one per run.")
-    check_members(members)
-    task = ensemble_task(members)
+    check_members(members, flag)
+    task = ensemble_task(members, selection["task"] if selection else None)
     config = ensemble_config(members, task, outputs_dir)
     data = load_training_data(config, task)
-    check_encoding(members, data.encoding.as_dict() if data.encoding else None)
+    check_encoding(members, data.encoding.as_dict() if data.encoding else None, flag)
     run = layout.OutputsLayout(Path(outputs_dir)).new_run(ARCHITECTURE, data.task.kind)
     log.info("Ensemble run folder: %s", run.root)
     records = [member.as_record(weight / sum(weights)) for member, weight in zip(members, weights)]
     malignant = task.label_space.indices(task.label_space.malignant_codes)
-    model = build_ensemble([load_for_prediction(member.run.best_model) for member in members], weights, malignant)
+    model = build_ensemble([load_for_prediction(member.run.best_model) for member in members], weights,
+                           task.num_outputs, malignant)
     save_model(model, run.best_model, {**model_info(config, data), "members": records})
     description = describe_ensemble(config, data, records, selection)
     write_json_atomic(run.config, description)
@@ -162,7 +169,8 @@ def select_members(run_dirs: list[Path], max_members: int) -> tuple[list[Path], 
     candidates = [MemberRun.open(run_dir, "--select-from") for run_dir in run_dirs]
     check_members(candidates, "--select-from")
     task = ensemble_task(candidates)
-    selection = greedy_selection([candidate.validation(task) for candidate in candidates], max_members)
+    selection = {**greedy_selection([candidate.validation(task) for candidate in candidates], max_members),
+                 "task": task.kind}
     for step in selection["trace"]:
         log.info("Selection step %d: adding %s, validation score %.4f", step["step"], step["added"], step["score"])
     if len(selection["runs"]) < 2:
