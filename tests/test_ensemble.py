@@ -76,6 +76,9 @@ def test_ensemble_goes_through_every_later_step(ensemble_run, sample_split, tmp_
     assert len((tmp_path / "scores.csv").read_text().splitlines()) == 2
     run_script("07_explain.py", "--run-dir", run)
     assert any((run / "explain").iterdir())
+    run_script("08_export.py", "--run-dir", run, "--format", "tflite")  # its members' dropout left out
+    agreement = json.loads((run / "export" / "tflite" / "description.json").read_text())["agreement"]
+    assert agreement["max_score_difference"] < 1e-4 and agreement["label_agreement"] == 1.0
     predictor = from_run(RunLayout(run, "ensemble"))
     scored = app_backend.score_uploads(predictor, [(image[0].name, image[0].read_bytes())])
     assert scored.images[0].heatmap is not None and not scored.unexplained

@@ -47,9 +47,12 @@ def serving_model(model: keras.Model) -> keras.Model:
     pixels = keras.ops.cast(image, "float32")
     given = [pixels, *inputs[1:]] if len(inputs) > 1 else pixels
     if scoring is None:
-        return keras.Model(inputs, {PROBABILITIES: model(given)})
-    probabilities, features = scoring(given)
-    return keras.Model(inputs, {PROBABILITIES: probabilities, FEATURES: features})
+        serving = keras.Model(inputs, {PROBABILITIES: model(given, training=False)})
+    else:
+        probabilities, features = scoring(given, training=False)  # no dropout in an ensemble's members either
+        serving = keras.Model(inputs, {PROBABILITIES: probabilities, FEATURES: features})
+    serving([np.zeros((1, *tensor.shape[1:]), tensor.dtype) for tensor in inputs])  # called once: Keras'
+    return serving  # ONNX export refuses a model never called (--format onnx alone failed)
 
 
 def write_keras(model: keras.Model, destination: Path, _context: "ExportContext") -> None:
