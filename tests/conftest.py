@@ -90,6 +90,15 @@ def copy_run(source: Path, destination: Path) -> Path:
     return Path(shutil.copytree(source, destination, ignore=shutil.ignore_patterns(".*")))
 
 
+@pytest.fixture(autouse=True)
+def float32_policy_after_each_test():
+    """Keras' dtype policy is process-wide: a test that trains in-process with ``--precision auto``
+    leaves mixed_bfloat16 set, and the next test in that worker would build its models in it."""
+    yield
+    if "keras" in sys.modules:
+        sys.modules["keras"].mixed_precision.set_global_policy("float32")
+
+
 @pytest.fixture(scope="session")
 def sample_dir(tmp_path_factory) -> Path:
     """The synthetic sample dataset, generated once per test session."""

@@ -181,8 +181,7 @@ def test_offline_imagenet_training_stops_before_caching_or_making_a_run_folder(m
 
     monkeypatch.setattr(file_utils, "get_file", offline)
     config = TrainConfig(architecture="mobilenet_v2", weights="imagenet", split_file=str(sample_split),
-                         outputs_dir=str(tmp_path / "outputs"), img_size=64,
-                         precision="float32")  # in this process: auto would leave bfloat16 set for later tests
+                         outputs_dir=str(tmp_path / "outputs"), img_size=64)
     with pytest.raises(UserError, match="--weights none"):
         train(config)
     assert not (tmp_path / "outputs").exists() or not any((tmp_path / "outputs").iterdir())
