@@ -26,11 +26,12 @@ def build_parser():
     chosen = parser.add_mutually_exclusive_group(required=True)
     chosen.add_argument("--runs", nargs="+", metavar="RUN", help="the run folders to average")
     chosen.add_argument("--select-from", nargs="+", metavar="RUN",
-                        help="candidate run folders: greedy forward selection on their validation results")
+                        help="candidate run folders: greedy forward selection on their validation results "
+                             "(PR-AUC for a binary ensemble, macro ROC-AUC for several classes)")
     parser.add_argument("--weights", nargs="+", type=cli.bounded_number(float, 0, low_inclusive=False),
                         metavar="W", help="one weight per --runs run (default: equal)")
     parser.add_argument("--max-members", type=cli.positive_int, default=3,
-                        help="picks of --select-from, repeats included (default: %(default)s)")
+                        help="picks of --select-from, repeats included, at least 2 (default: %(default)s)")
     parser.add_argument("--outputs-dir", metavar="DIR", default=str(layout.OUTPUTS_DIR),
                         help="where the ensemble's run folder goes (default: %(default)s)")
     return parser
